@@ -1,0 +1,1 @@
+//! The policy test harness: YAML case files run against a compiled policy.

@@ -1,0 +1,64 @@
+//! The `hearth-wasm-edge` command: parses the command line and dispatches to
+//! [`hearth_wasm_edge::cli`]. Everything else lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use hearth_wasm_edge::cli;
+
+/// A programmable TLS edge proxy: routes connections by their ClientHello
+/// through a WebAssembly policy.
+#[derive(Parser)]
+#[command(name = "hearth-wasm-edge", version, about, args_conflicts_with_subcommands = true)]
+struct Command {
+    #[command(subcommand)]
+    action: Option<Action>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Arguments of the default action: run the edge.
+#[derive(Args)]
+struct RunArgs {
+    /// The policy component (.wasm); overrides `policy.path` in the config.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// The edge config (YAML). Without it the embedded local profile runs.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Action {
+    /// Validate a config (and load and init its policy), then exit 0 or 1.
+    Check(RunArgs),
+    /// Run a policy's test cases; exits non-zero if any fails.
+    Test {
+        /// The policy component (.wasm).
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// One or more case files (YAML).
+        #[arg(required = true, value_name = "CASES.yaml")]
+        cases: Vec<PathBuf>,
+    },
+    /// Print the decision a policy makes for a ClientHello, and why.
+    Explain(cli::ExplainArgs),
+}
+
+fn main() -> ExitCode {
+    let command = Command::parse();
+    let result = match command.action {
+        None => cli::run(command.run.config, command.run.policy),
+        Some(Action::Check(args)) => cli::check(args.config, args.policy),
+        Some(Action::Test { policy, cases }) => cli::test(&policy, &cases),
+        Some(Action::Explain(args)) => cli::explain(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
