@@ -1,0 +1,187 @@
+//! Write hearth-wasm-edge routing policies in Rust.
+//!
+//! A policy is a WebAssembly component targeting the `policy` world of
+//! `wit/edge.wit` (package `hearth:edge@0.1.0`). The edge reads a TLS
+//! ClientHello without terminating it, calls the policy's `decide` with the
+//! parsed fields, and passes the connection through, terminates it, or rejects
+//! it as told. This crate hides the generated bindings behind:
+//!
+//! - the [`Policy`] trait and the one-line [`export_policy!`] macro;
+//! - constructors on [`Decision`] ([`Decision::passthrough`],
+//!   [`Decision::terminate`], [`Decision::reject`],
+//!   [`Decision::with_proxy_protocol`]);
+//! - [`Config`], typed access to the `policy.config` map, and [`ConfigError`],
+//!   whose message becomes `init`'s error;
+//! - helpers for server [`names`], [`alpn`] protocols and source-address
+//!   [`cidr`] ranges;
+//! - the host imports: [`log`](mod@log) (with the [`info!`]-style macros),
+//!   [`now_ms`] and [`take_token`].
+//!
+//! # Example
+//!
+//! ```
+//! use hearth_edge_sdk::{alpn, names, Alert, ClientHello, Config, ConfigError, Decision, Policy};
+//!
+//! /// Sends `turn.<domain>` to the TURN server untouched, terminates `<domain>`.
+//! struct Example {
+//!     domain: String,
+//!     turn: String,
+//! }
+//!
+//! impl Policy for Example {
+//!     fn init(config: &Config) -> Result<Self, ConfigError> {
+//!         config.deny_unknown_keys(&["domain"])?;
+//!         let domain = config.dns_name("domain")?;
+//!         Ok(Example { turn: format!("turn.{domain}"), domain })
+//!     }
+//!
+//!     fn decide(&self, hello: &ClientHello) -> Decision {
+//!         let Some(sni) = hello.server_name.as_deref() else {
+//!             return Decision::reject("no-sni", Alert::UnrecognizedName);
+//!         };
+//!         if names::matches(&self.turn, sni) {
+//!             Decision::passthrough("turn")
+//!         } else if names::matches(&self.domain, sni) && alpn::offers(hello, alpn::H2) {
+//!             Decision::terminate("web")
+//!         } else {
+//!             hearth_edge_sdk::debug!("no route for {sni}");
+//!             Decision::reject("unknown-sni", Alert::UnrecognizedName)
+//!         }
+//!     }
+//! }
+//!
+//! hearth_edge_sdk::export_policy!(Example);
+//!
+//! # fn main() {
+//! // Policies are plain Rust, so their logic is unit-tested natively.
+//! let config = Config::from_pairs([("domain", "Example.COM.")]);
+//! let policy = Example::init(&config).unwrap();
+//! let hello = ClientHello::for_server_name("turn.example.com");
+//! assert_eq!(policy.decide(&hello), Decision::passthrough("turn"));
+//! let err = Example::init(&Config::default()).err().unwrap();
+//! assert_eq!(err.to_string(), r#"missing required key "domain""#);
+//! # }
+//! ```
+//!
+//! Build it with `cargo build --target wasm32-wasip2 --profile policy`; the
+//! resulting `.wasm` is a component the edge loads directly.
+//!
+//! # Native builds
+//!
+//! The crate also compiles for the host target so policies can be unit-tested
+//! with `cargo test`. There the host imports are replaced by stand-ins (see
+//! [`host`]): log lines go to stderr, [`now_ms`] reads a per-thread test clock
+//! and [`take_token`] keeps per-thread token buckets on that clock.
+//!
+//! # Layout
+//!
+//! - `bindings` (hidden): the generated WIT bindings, generated once, here.
+//! - [`decision`]: constructors and `Display` for the WIT decision types.
+//! - [`hello`]: `ClientHello` helpers (test constructors, source address).
+//! - [`config`]: [`Config`] and [`ConfigError`].
+//! - [`names`], [`alpn`], [`cidr`]: matching helpers.
+//! - [`host`]: the host imports and their native stand-ins; [`log`](mod@log)
+//!   the logging wrappers.
+//! - `export` (hidden): the instance slot behind [`export_policy!`].
+#![deny(missing_docs)]
+
+pub mod alpn;
+pub mod cidr;
+pub mod config;
+pub mod decision;
+#[doc(hidden)]
+pub mod export;
+pub mod hello;
+pub mod host;
+pub mod log;
+pub mod names;
+
+/// The bindings generated from `wit/edge.wit`. Use the re-exports at the
+/// crate root instead; this module is public only so that
+/// [`export_policy!`] can reach it from a policy crate.
+#[doc(hidden)]
+#[allow(unsafe_code, missing_docs)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "policy",
+        // The `export!` macro is invoked from policy crates (through
+        // `export_policy!`), not from this crate, so it must be `pub`.
+        pub_export_macro: true,
+        // ...and it must find the generated types here rather than in the
+        // calling crate's `self`.
+        default_bindings_module: "hearth_edge_sdk::bindings",
+        // Lets policies and their tests compare and copy decisions and hellos.
+        additional_derives: [PartialEq, Eq, Clone],
+        // A hello with every field empty is the starting point of test hellos
+        // (`ClientHello { server_name: .., ..Default::default() }`). Only the
+        // record derives it: the WIT enums have no natural default.
+        additional_type_attributes: {
+            "hearth:edge/types@0.1.0/client-hello": [#[derive(Default)]],
+        },
+    });
+}
+
+pub use bindings::hearth::edge::types::{
+    Alert, ClientHello, Decision, Level, ProxyProtocol, Rejection, Route,
+};
+pub use config::{Config, ConfigError};
+pub use host::{now_ms, take_token};
+
+/// A routing policy: built once per instance from the config, then asked to
+/// decide about each connection.
+///
+/// `decide` takes `&self`: the edge runs several instances of a policy and
+/// discards any instance that traps, so state kept inside one instance is
+/// neither shared nor durable. Decisions should be a function of the config
+/// and the hello; state that must span connections (rate limits) lives in
+/// the host, behind [`take_token`]. A policy that really wants a per-instance
+/// cache can still use a `Cell`/`RefCell` field.
+pub trait Policy: Sized + 'static {
+    /// Builds the policy from the `policy.config` map. An error refuses the
+    /// configuration; its message is shown to the operator.
+    fn init(config: &Config) -> Result<Self, ConfigError>;
+
+    /// Chooses what happens to one connection.
+    fn decide(&self, hello: &ClientHello) -> Decision;
+}
+
+/// Exports a [`Policy`] implementation as the component's `init` and
+/// `decide`: `hearth_edge_sdk::export_policy!(MyPolicy);` at the top level
+/// of the policy crate (see the [crate example](crate#example)). Use it once
+/// per component.
+///
+/// `init` builds the policy with [`Policy::init`] and keeps it for later
+/// calls (a second `init` replaces it; a failed one leaves the instance
+/// uninitialised). `decide` before a successful `init` rejects with reason
+/// [`export::NOT_INITIALISED`] and the `internal_error` alert.
+#[macro_export]
+macro_rules! export_policy {
+    ($policy:ty) => {
+        // The generated export glue is `unsafe` FFI; it is reviewed code of
+        // `wit-bindgen`, not of the policy.
+        #[allow(unsafe_code)]
+        const _: () = {
+            ::std::thread_local! {
+                static HEARTH_EDGE_INSTANCE: $crate::export::Slot<$policy> =
+                    const { $crate::export::Slot::new() };
+            }
+
+            struct HearthEdgeExport;
+
+            impl $crate::bindings::Guest for HearthEdgeExport {
+                fn init(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    HEARTH_EDGE_INSTANCE.with(|slot| slot.init(config))
+                }
+
+                fn decide(hello: $crate::ClientHello) -> $crate::Decision {
+                    HEARTH_EDGE_INSTANCE.with(|slot| slot.decide(&hello))
+                }
+            }
+
+    $crate::bindings::export!(HearthEdgeExport with_types_in $crate::bindings);
+        };
+    };
+}
