@@ -80,12 +80,16 @@
 //! - [`hello`]: `ClientHello` helpers (test constructors, source address).
 //! - [`config`]: [`Config`] and [`ConfigError`].
 //! - [`names`], [`alpn`], [`cidr`]: matching helpers.
+//! - `cases` (feature `cases`, native only): runs a policy's YAML case file
+//!   against the Rust type in `cargo test`.
 //! - [`host`]: the host imports and their native stand-ins; [`log`](mod@log)
 //!   the logging wrappers.
 //! - `export` (hidden): the instance slot behind [`export_policy!`].
 #![deny(missing_docs)]
 
 pub mod alpn;
+#[cfg(all(feature = "cases", not(target_arch = "wasm32")))]
+pub mod cases;
 pub mod cidr;
 pub mod config;
 pub mod decision;

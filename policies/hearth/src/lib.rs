@@ -222,6 +222,15 @@ mod tests {
     }
 
     #[test]
+    fn yaml_cases_pass_natively() {
+        let cases = include_str!("../../hearth.tests.yaml");
+        match hearth_edge_sdk::cases::run::<Hearth>(cases) {
+            Ok(count) => assert!(count > 20, "only {count} cases"),
+            Err(report) => panic!("failing cases:\n{report}"),
+        }
+    }
+
+    #[test]
     fn the_three_names_route_to_their_backends() {
         let p = hearth();
         assert_eq!(
