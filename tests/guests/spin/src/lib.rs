@@ -1,0 +1,36 @@
+//! Test guest `spin`: a policy that never returns from `decide` when the
+//! server name is `spin.test` (the runtime must interrupt it at `max_time`);
+//! any other hello is passed through to backend `ok`. Used by the runtime
+//! tests in `host/policy/tests/`; see also `trap`, `hog`, `wasi-probe`.
+
+// The generated bindings carry no docs, and their export glue is `unsafe`
+// FFI (`export_name`, raw pointers); this crate adds no unsafe code of its own.
+#![allow(missing_docs, unsafe_code)]
+
+wit_bindgen::generate!({ path: "../../../wit", world: "policy" });
+
+use hearth::edge::types::{ProxyProtocol, Route};
+
+struct Spin;
+
+impl Guest for Spin {
+    fn init(_config: Vec<(String, String)>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn decide(hello: ClientHello) -> Decision {
+        if hello.server_name.as_deref() == Some("spin.test") {
+            let mut n: u64 = 0;
+            loop {
+                // `black_box` keeps the optimiser from proving the loop empty.
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        Decision::Passthrough(Route {
+            backend: "ok".to_string(),
+            proxy_protocol: ProxyProtocol::BackendDefault,
+        })
+    }
+}
+
+export!(Spin);
