@@ -62,7 +62,9 @@ pub use reader::Reader;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientHello {
     /// The SNI host_name, ASCII-lowercased, one trailing dot stripped. `None` when the
-    /// extension is absent or carries an IP literal instead of a name.
+    /// extension is absent or carries an IP literal instead of a name. A name that is
+    /// not a DNS host name (LDH labels of 1..=63 bytes, `_` tolerated, at most 253 bytes)
+    /// makes the whole hello [`HelloError::Malformed`]`("server_name")`.
     pub server_name: Option<String>,
     /// Offered ALPN protocol ids in order (lossy UTF-8).
     pub alpn: Vec<String>,

@@ -127,10 +127,11 @@ impl Reader {
             }
             if self.buf.len() < end {
                 // Peek at the handshake header in a partial first record to fail early.
+                // Once complete, this record brings `len` bytes of the message.
                 if self.handshake.is_empty() {
                     let partial = &self.buf[start + RECORD_HEADER_LEN..];
                     if let Some(hs) = partial.first_chunk::<HANDSHAKE_HEADER_LEN>() {
-                        self.check_handshake_header(hs, end, partial.len().min(len))?;
+                        self.check_handshake_header(hs, end, len)?;
                     }
                 }
                 return self.need_more();
@@ -383,6 +384,29 @@ mod tests {
             r.push(&[0, 1, 1, 0, 0]),
             Err(HelloError::TooLarge { limit: 8 })
         );
+    }
+
+    #[test]
+    fn limit_just_above_the_hello_holds_when_fed_byte_by_byte() {
+        // Found by the fuzz target: the partial-record peek counted only the bytes that
+        // had arrived, as if the rest of the message needed another record.
+        let msg = HelloBuilder::new().sni("peek.example").build();
+        let wire = records(&msg, &[msg.len()]);
+        for limit in [wire.len(), wire.len() + 4] {
+            let mut r = Reader::new(limit);
+            let outcomes: Vec<_> = wire
+                .iter()
+                .map(|b| r.push(std::slice::from_ref(b)))
+                .collect();
+            assert!(
+                outcomes[..wire.len() - 1].iter().all(|o| *o == Ok(None)),
+                "limit {limit}"
+            );
+            assert!(
+                matches!(outcomes.last(), Some(Ok(Some(_)))),
+                "limit {limit}"
+            );
+        }
     }
 
     #[test]

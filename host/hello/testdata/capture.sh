@@ -80,6 +80,11 @@ if [ "$DISSECT_ONLY" = 0 ]; then
     capture http-get curl -s --max-time 5 http://127.0.0.1:PORT/
 fi
 
+if [ "$OUT" = "$HERE" ] && [ "$DISSECT_ONLY" = 0 ]; then
+    # The fuzz target's seeds are these captures (plus a hand-made multi-record one there).
+    cp "$HERE"/*.bin "$HERE/../fuzz/seeds/client_hello/"
+fi
+
 rm -f "$OUT/ja4-from-tshark.txt"
 for bin in "$OUT"/*.bin; do dissect "$bin"; done
 ls -l "$OUT"/*.bin
