@@ -45,6 +45,11 @@
 //! `proxy=` overrides the backend's `proxy_protocol` setting (default: keep
 //! it). Backend names are those of the edge config's `backends:`.
 //!
+//! A name that is passed through but whose certificate the edge obtains by
+//! ACME TLS-ALPN-01 needs the validation connections terminated at the edge:
+//! put `turn.example.com alpn=acme-tls/1 -> terminate turn` before the
+//! name's passthrough route.
+//!
 //! # Example: a stealth-TURN SNI router
 //!
 //! Exact and wildcard names go to TURN-TLS servers (which hold their own
