@@ -1,0 +1,116 @@
+//! `hearth-wasm-edge check --config`: exit 0 on a good config, exit 1 with
+//! `file:line:column: field: message` on a bad one.
+
+use std::process::Command;
+
+use crate::support::STEP_TIMEOUT;
+use crate::support::edge::{EDGE_BIN, EdgeBuilder};
+use crate::support::process::{TempDir, ToolOutput, dead_addr, run_tool};
+
+fn check(config: &std::path::Path) -> ToolOutput {
+    let mut command = Command::new(EDGE_BIN);
+    command
+        .arg("check")
+        .arg("--config")
+        .arg(config)
+        .env("NO_COLOR", "1");
+    run_tool(command, b"", STEP_TIMEOUT * 3)
+}
+
+#[test]
+fn check_accepts_a_good_config() {
+    let dir = TempDir::new("check-good");
+    let path = dir.join("good.yaml");
+    std::fs::write(
+        &path,
+        EdgeBuilder::hearth()
+            .limit("client_hello_timeout", "2s")
+            .config_yaml(dead_addr()),
+    )
+    .unwrap();
+    let out = check(&path);
+    assert!(
+        out.status.success(),
+        "check failed on a good config:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+/// Replaces the first line starting with `prefix` (after indentation) and
+/// returns the new text and that 1-based line number.
+fn break_line(yaml: &str, prefix: &str, replacement: &str) -> (String, usize) {
+    let index = yaml
+        .lines()
+        .position(|l| l.trim_start().starts_with(prefix))
+        .expect("line to break");
+    let lines: Vec<&str> = yaml
+        .lines()
+        .enumerate()
+        .map(|(i, l)| if i == index { replacement } else { l })
+        .collect();
+    (lines.join("\n") + "\n", index + 1)
+}
+
+#[test]
+fn check_names_file_line_and_field_of_a_bad_config() {
+    let dir = TempDir::new("check-bad");
+    let good = EdgeBuilder::hearth()
+        .limit("client_hello_timeout", "2s")
+        .config_yaml(dead_addr());
+    let cases = [
+        // (line prefix to replace, replacement, field named in the error)
+        (
+            "client_hello_timeout:",
+            "  client_hello_timeout: soon",
+            "limits.client_hello_timeout",
+        ),
+        (
+            "client_hello_timeout:",
+            "  client_hello_tmeout: 2s",
+            "client_hello_tmeout",
+        ),
+        (
+            "turn:",
+            "  turn: { addr: \"not an address\" }",
+            "backends.turn",
+        ),
+    ];
+    for (prefix, replacement, field) in cases {
+        let (text, line) = break_line(&good, prefix, replacement);
+        let path = dir.join("bad.yaml");
+        std::fs::write(&path, &text).unwrap();
+        let out = check(&path);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "check must fail on {replacement:?}:\n{}",
+            out.stderr
+        );
+        let location = format!("{}:{line}:", path.display());
+        assert!(
+            out.stderr.contains(&location),
+            "error must name {location}:\n{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(field),
+            "error must name {field}:\n{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn check_fails_on_a_missing_policy_file() {
+    let dir = TempDir::new("check-policy");
+    let path = dir.join("edge.yaml");
+    let yaml = EdgeBuilder::hearth()
+        .config_yaml(dead_addr())
+        .replace("hearth.wasm", "missing.wasm");
+    std::fs::write(&path, yaml).unwrap();
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("missing.wasm"), "{}", out.stderr);
+}

@@ -1,0 +1,230 @@
+//! Limits: an oversized ClientHello and a silent client are cut off as
+//! configured; a dead backend closes the client promptly and leaks no file
+//! descriptors; the connection limit refuses the excess connection only.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::support::edge::EdgeBuilder;
+use crate::support::hello::{MAX_FRAGMENT, hello_message, into_records, rustls_hello};
+use crate::support::process::dead_addr;
+use crate::support::recorder::{Mode, Recorder};
+use crate::support::{STEP_TIMEOUT, TURN_NAME, poll_until};
+
+/// The configured ClientHello deadline in these tests.
+const HELLO_TIMEOUT: Duration = Duration::from_millis(300);
+/// The configured ClientHello size limit.
+const HELLO_MAX_BYTES: usize = 16 * 1024;
+
+/// How the edge ended a connection, from the client's side.
+#[derive(Debug, PartialEq)]
+enum Ended {
+    /// EOF or reset, after this many bytes from the edge.
+    Closed(usize),
+    /// Still open when the read timed out.
+    StillOpen,
+}
+
+/// Reads until the edge closes the connection or `timeout` passes.
+fn wait_closed(sock: &mut TcpStream, timeout: Duration) -> Ended {
+    sock.set_read_timeout(Some(timeout)).unwrap();
+    let mut got = 0;
+    let mut buf = [0u8; 4096];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) => return Ended::Closed(got),
+            Ok(n) => got += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ended::StillOpen;
+            }
+            Err(_) => return Ended::Closed(got), // reset: closed with unread data
+        }
+    }
+}
+
+#[test]
+fn oversized_hello_is_cut_off_and_a_big_one_within_the_limit_passes() {
+    let backend = Recorder::start(Mode::Record);
+    let edge = EdgeBuilder::hearth()
+        .limit("client_hello_max_bytes", "16KiB")
+        .backend("turn", backend.addr)
+        .start();
+
+    // 16 KiB + 1 of handshake message (two records): over the limit.
+    let over = into_records(
+        &hello_message(Some(TURN_NAME), HELLO_MAX_BYTES + 1),
+        MAX_FRAGMENT,
+    );
+    let mut sock = TcpStream::connect(edge.addr).unwrap();
+    let _ = sock.write_all(&over); // the edge may reset before taking it all
+    assert!(
+        matches!(wait_closed(&mut sock, STEP_TIMEOUT), Ended::Closed(_)),
+        "oversized hello not cut off"
+    );
+    edge.expect_log(&["ClientHello read failed"], STEP_TIMEOUT);
+    assert_eq!(backend.accepts(), 0);
+
+    // Control: a 15 KiB hello split over two records routes and arrives whole.
+    let within = into_records(&hello_message(Some(TURN_NAME), 15 * 1024), 8 * 1024);
+    let mut sock = TcpStream::connect(edge.addr).unwrap();
+    sock.write_all(&within).unwrap();
+    assert_eq!(
+        backend.wait_received(0, within.len(), STEP_TIMEOUT),
+        Some(within)
+    );
+}
+
+#[test]
+fn silent_client_is_closed_after_the_client_hello_timeout() {
+    let edge = EdgeBuilder::hearth()
+        .limit("client_hello_timeout", "300ms")
+        .start();
+    let mut sock = TcpStream::connect(edge.addr).unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        wait_closed(&mut sock, STEP_TIMEOUT),
+        Ended::Closed(0),
+        "silent client not closed"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= HELLO_TIMEOUT - Duration::from_millis(50),
+        "closed too early: {waited:?}"
+    );
+    assert!(waited < HELLO_TIMEOUT * 10, "closed too late: {waited:?}");
+    edge.expect_log(&["ClientHello read failed"], STEP_TIMEOUT);
+
+    // A partial hello that stalls is cut off the same way.
+    let hello = rustls_hello(TURN_NAME);
+    let mut sock = TcpStream::connect(edge.addr).unwrap();
+    sock.write_all(&hello[..hello.len() / 2]).unwrap();
+    assert!(matches!(
+        wait_closed(&mut sock, STEP_TIMEOUT),
+        Ended::Closed(_)
+    ));
+    assert!(
+        edge.logs()
+            .wait_for_n(&["ClientHello read failed"], 2, STEP_TIMEOUT)
+            .is_some()
+    );
+}
+
+#[test]
+fn dead_backend_closes_clients_promptly_without_leaking_fds() {
+    const CONNECTIONS: usize = 200;
+    const WORKERS: usize = 4;
+    /// Loopback dials are refused at once; this bounds "promptly".
+    const PROMPT: Duration = Duration::from_secs(2);
+    let edge = EdgeBuilder::hearth().backend("turn", dead_addr()).start();
+    let hello = rustls_hello(TURN_NAME);
+    let one = |addr: SocketAddr| {
+        let mut sock = TcpStream::connect(addr).unwrap();
+        sock.write_all(&hello).unwrap();
+        let started = Instant::now();
+        let ended = wait_closed(&mut sock, STEP_TIMEOUT);
+        assert!(
+            matches!(ended, Ended::Closed(_)),
+            "client left open with a dead backend"
+        );
+        assert!(
+            started.elapsed() < PROMPT,
+            "closed after {:?}",
+            started.elapsed()
+        );
+    };
+
+    // Warm up (lazily created runtime resources), then take the baseline.
+    one(edge.addr);
+    edge.expect_log(&["backend dial failed"], STEP_TIMEOUT);
+    let baseline = edge.peer.fd_count();
+
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS {
+            scope.spawn(|| (0..CONNECTIONS / WORKERS).for_each(|_| one(edge.addr)));
+        }
+    });
+    let failed = edge
+        .logs()
+        .wait_for_n(&["backend dial failed"], CONNECTIONS + 1, STEP_TIMEOUT);
+    assert!(
+        failed.is_some(),
+        "expected {} 'backend dial failed' lines",
+        CONNECTIONS + 1
+    );
+    let settled = poll_until(STEP_TIMEOUT, || {
+        (edge.peer.fd_count() <= baseline).then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "fd count {} did not return to {baseline}",
+        edge.peer.fd_count()
+    );
+}
+
+#[test]
+fn connection_limit_refuses_only_the_excess_connection() {
+    let backend = Recorder::start(Mode::Echo);
+    let edge = EdgeBuilder::hearth()
+        .limit("max_concurrent_conns", "2")
+        .backend("turn", backend.addr)
+        .start();
+    let hello = rustls_hello(TURN_NAME);
+    let open = || {
+        let mut sock = TcpStream::connect(edge.addr).unwrap();
+        sock.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+        sock.write_all(&hello).unwrap();
+        sock
+    };
+    let echo_ok = |sock: &mut TcpStream| {
+        let mut echoed = vec![0; hello.len()];
+        sock.read_exact(&mut echoed).is_ok() && echoed == hello
+    };
+    let mut first = open();
+    let mut second = open();
+    assert!(
+        echo_ok(&mut first) && echo_ok(&mut second),
+        "two connections fit the limit"
+    );
+
+    let mut third = open();
+    assert!(
+        matches!(wait_closed(&mut third, STEP_TIMEOUT), Ended::Closed(_)),
+        "third connection not refused"
+    );
+    edge.expect_log(&["connection limit reached"], STEP_TIMEOUT);
+    assert_eq!(backend.accepts(), 2, "the refused connection must not dial");
+    assert!(echo_ok(&mut first), "established connections keep working");
+
+    drop(first);
+    edge.expect_log(&["connection closed", TURN_NAME], STEP_TIMEOUT);
+    let mut fourth = open();
+    assert!(echo_ok(&mut fourth), "a slot freed by a close is reused");
+}
+
+#[test]
+fn idle_passthrough_connection_is_closed_after_idle_timeout() {
+    const IDLE: Duration = Duration::from_millis(500);
+    let backend = Recorder::start(Mode::Echo);
+    let edge = EdgeBuilder::hearth()
+        .limit("idle_timeout", "500ms")
+        .backend("turn", backend.addr)
+        .start();
+    let hello = rustls_hello(TURN_NAME);
+    let mut sock = TcpStream::connect(edge.addr).unwrap();
+    sock.write_all(&hello).unwrap();
+    let mut echoed = vec![0; hello.len()];
+    sock.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+    sock.read_exact(&mut echoed).unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        wait_closed(&mut sock, STEP_TIMEOUT),
+        Ended::Closed(0),
+        "idle connection not closed"
+    );
+    assert!(
+        started.elapsed() >= IDLE - Duration::from_millis(50),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}

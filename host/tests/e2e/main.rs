@@ -1,0 +1,30 @@
+//! End-to-end tests of the `hearth-wasm-edge` binary against real peers on
+//! loopback: coturn (TURN over TLS), nginx (HTTP backends), a WebSocket echo
+//! server (`tests/peers/ws_echo.py`), curl and `openssl s_client` as clients.
+//!
+//! Each test starts its own edge process with a generated config and its own
+//! peers on free ports, so tests run in parallel and leave nothing behind.
+//! A missing peer binary fails the test with the apt package to install.
+//!
+//! # Layout
+//! - `support`: starting and stopping the peers and the edge, TLS/TURN/WebSocket
+//!   clients, ClientHello builders (`support/*.rs`).
+//! - `peers`: each peer answers on its own (controls for the tests below).
+//! - `passthrough`: TURN over TLS through the edge to coturn; fragmented and
+//!   multi-record ClientHellos arrive intact.
+//! - `terminate`: HTTP and WebSocket through the edge's own TLS to nginx.
+//! - `reject`: no SNI / unknown SNI / IP literal get `unrecognized_name`, no dial.
+//! - `limits`: oversized and silent ClientHellos, dead backends, fd leaks,
+//!   the connection limit.
+//! - `config`: `check --config` on good and bad configs.
+//!
+//! Run: `cargo test --release -p hearth-wasm-edge --test e2e`.
+
+mod support;
+
+mod config;
+mod limits;
+mod passthrough;
+mod peers;
+mod reject;
+mod terminate;
