@@ -7,7 +7,19 @@
 //!
 //! # Layout
 //! - [`cli`]: the command-line actions (`run`, `check`, `test`, `explain`).
+//! - [`config`]: YAML → validated, immutable [`config::Config`].
+//! - [`proxy`]: the data path ([`proxy::Edge`]); start at `proxy/conn.rs`.
+//! - [`tls`]: certificates (files, local CA, the store) and rustls setup.
+//! - [`error`]: connection errors, each with its side and client response.
+//! - [`metrics`]: the data path's counters.
+//! - [`logging`]: `tracing` setup (text or JSON, `RUST_LOG`).
 
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod tls;

@@ -1,0 +1,389 @@
+//! The edge configuration: YAML in, an immutable, validated [`Config`] out.
+//!
+//! - `config/raw.rs`: the file as written (serde, `deny_unknown_fields`).
+//! - `config/values.rs`, `config/duration.rs`: validating value newtypes.
+//! - `config/validate.rs`: cross-field checks, defaults, path resolution.
+//! - `config/locate.rs`: field path → line, so every error names
+//!   `file:line:column: field: message`.
+//!
+//! The embedded local profile (no `--config`) is [`EMBEDDED_PROFILE`], read
+//! through the same path. The format is described in the README.
+
+mod duration;
+mod locate;
+mod raw;
+mod validate;
+mod values;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::LogFormat;
+pub use values::BackendAddr;
+
+use crate::tls::files::LoadedCertificate;
+use locate::{Locations, Position};
+
+/// A validated configuration. Immutable once built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Addresses to accept TLS on.
+    pub listen: Vec<SocketAddr>,
+    /// The routing policy.
+    pub policy: PolicySettings,
+    /// Per-connection limits.
+    pub limits: ConnLimits,
+    /// Backends by name.
+    pub backends: BTreeMap<String, Backend>,
+    /// Certificates for terminated connections.
+    pub tls: TlsSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `policy`.
+#[derive(Debug, Clone)]
+pub struct PolicySettings {
+    /// The component file (resolved).
+    pub path: PathBuf,
+    /// Handed to the policy's `init`, in file order.
+    pub config: Vec<(String, String)>,
+    /// What happens when the policy fails.
+    pub on_error: OnError,
+    /// Memory and time limits of each call.
+    pub limits: hearth_edge_policy::Limits,
+}
+
+/// What to do with a connection whose policy call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnError {
+    /// Close it (fail closed).
+    Reject,
+    /// Pass it through to this backend (fail open).
+    Backend(String),
+}
+
+/// `limits`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// The whole ClientHello must arrive within this.
+    pub client_hello_timeout: Duration,
+    /// Largest ClientHello accepted (all its records).
+    pub client_hello_max_bytes: usize,
+    /// Time allowed to connect to a backend.
+    pub backend_dial_timeout: Duration,
+    /// No bytes either way for this long closes the connection.
+    pub idle_timeout: Duration,
+    /// Connections handled at once.
+    pub max_concurrent_conns: usize,
+}
+
+/// One backend.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// Its name in `backends:`.
+    pub name: String,
+    /// Where it is dialled.
+    pub addr: BackendAddr,
+    /// Send a PROXY v2 header unless the decision says otherwise.
+    pub proxy_protocol_v2: bool,
+    /// ALPN offered to clients when terminating for this backend.
+    pub alpn: Vec<String>,
+}
+
+/// `tls`.
+#[derive(Debug, Default)]
+pub struct TlsSettings {
+    /// Certificates read from files.
+    pub certificates: Vec<LoadedCertificate>,
+    /// The local CA, when configured.
+    pub local_ca: Option<LocalCaSettings>,
+}
+
+/// `tls.local_ca`.
+#[derive(Debug, Clone)]
+pub struct LocalCaSettings {
+    /// Where `ca.crt` and `ca.key` are kept.
+    pub dir: PathBuf,
+    /// Names of the leaf certificate issued at start.
+    pub names: Vec<String>,
+}
+
+/// `log`.
+#[derive(Debug, Clone, Copy)]
+pub struct LogSettings {
+    /// Default level; `RUST_LOG` overrides it.
+    pub level: tracing::Level,
+    /// Text or JSON lines.
+    pub format: LogFormat,
+}
+
+/// A config could not be read or is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file as given.
+        file: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The text is not valid YAML, or a field is invalid.
+    #[error("{}", format_invalid(file, position, field, message))]
+    Invalid {
+        /// The file as given.
+        file: String,
+        /// Where, when known.
+        position: Option<Position>,
+        /// The field path (`limits.idle_timeout`); empty for syntax errors.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn format_invalid(file: &str, position: &Option<Position>, field: &str, message: &str) -> String {
+    let mut out = file.to_owned();
+    if let Some(p) = position {
+        out.push_str(&format!(":{}:{}", p.line, p.column));
+    }
+    out.push_str(": ");
+    if !field.is_empty() {
+        out.push_str(field);
+        out.push_str(": ");
+    }
+    out.push_str(message);
+    out
+}
+
+/// Default `limits.client_hello_timeout`: generous for slow mobile links,
+/// short enough that idle sockets do not pile up.
+pub const DEFAULT_CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `limits.client_hello_max_bytes`: a post-quantum hello is ~1.8 KiB;
+/// 16 KiB leaves room for big PSK and padding extensions.
+pub const DEFAULT_CLIENT_HELLO_MAX_BYTES: u64 = 16 * 1024;
+/// Smallest allowed `client_hello_max_bytes`: below this real hellos fail.
+pub const MIN_CLIENT_HELLO_MAX_BYTES: u64 = 512;
+/// Largest allowed `client_hello_max_bytes`: a hello needs no more than this.
+pub const MAX_CLIENT_HELLO_MAX_BYTES: u64 = 1 << 20;
+/// Default `limits.backend_dial_timeout`.
+pub const DEFAULT_BACKEND_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `limits.idle_timeout`: long-lived WebSockets and TURN sessions
+/// send keep-alives well within this.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Default `limits.max_concurrent_conns`.
+pub const DEFAULT_MAX_CONCURRENT_CONNS: u64 = 10_000;
+/// ALPN offered for a backend that does not list its own.
+pub const DEFAULT_ALPN: &[&str] = &["http/1.1"];
+/// Smallest `policy.limits.max_memory`: one 64 KiB wasm page.
+pub const MIN_POLICY_MEMORY: u64 = 64 * 1024;
+
+/// The embedded local profile, used when no `--config` is given. The policy
+/// path and the local CA directory are filled in by [`Config::embedded`].
+pub const EMBEDDED_PROFILE: &str = "\
+listen: \"127.0.0.1:8443\"
+policy:
+  config: { domain: hearth.localhost }
+  on_error: reject
+backends:
+  turn:       { addr: \"127.0.0.1:5349\" }
+  livekit:    { addr: \"127.0.0.1:7880\" }
+  pocketbase: { addr: \"127.0.0.1:8090\" }
+tls:
+  local_ca:
+    names: [hearth.localhost, lk.hearth.localhost, turn.hearth.localhost]
+log: { level: info, format: text }
+";
+
+/// The name errors in the embedded profile are reported under.
+const EMBEDDED_NAME: &str = "<embedded profile>";
+
+// === impl Config ===
+
+impl Config {
+    /// Reads and validates the file at `path`; `policy` replaces
+    /// `policy.path`.
+    pub fn load(path: &Path, policy: Option<&Path>) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::from_yaml(&text, &file, &base_dir, policy)
+    }
+
+    /// The embedded local profile with the given policy file.
+    pub fn embedded(policy: &Path) -> Result<Config, ConfigError> {
+        Config::from_yaml(EMBEDDED_PROFILE, EMBEDDED_NAME, Path::new("."), Some(policy))
+    }
+
+    /// Validates YAML `text`; `file` names it in errors, `base_dir` anchors
+    /// relative paths.
+    pub fn from_yaml(text: &str, file: &str, base_dir: &Path, policy: Option<&Path>) -> Result<Config, ConfigError> {
+        let invalid = |position, field: String, message: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            position,
+            field,
+            message,
+        };
+        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+            let position = e.location().map(|l| Position { line: l.line(), column: l.column() });
+            invalid(position, String::new(), yaml_message(&e))
+        })?;
+        if value.is_null() {
+            return Err(invalid(None, String::new(), "the file is empty".to_owned()));
+        }
+        let locations = Locations::scan(text);
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            let (field, position) = if path == "." { (String::new(), None) } else { (path.clone(), locations.find(&path)) };
+            invalid(position, field, message)
+        })?;
+        let cx = validate::Context {
+            base_dir,
+            policy_override: policy,
+            default_data_dir: crate::tls::local_ca::default_dir(),
+        };
+        validate::validate(raw, &cx).map_err(|e| invalid(locations.find(&e.path), e.path, e.message))
+    }
+}
+
+/// serde_yaml's message without its trailing ` at line L column C`, which
+/// the error repeats in its own `file:line:column` prefix.
+fn yaml_message(error: &serde_yaml::Error) -> String {
+    let text = error.to_string();
+    match error.location() {
+        Some(l) => text.replacen(&format!(" at line {} column {}", l.line(), l.column()), "", 1),
+        None => text,
+    }
+}
+
+impl fmt::Display for OnError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            OnError::Reject => f.write_str("reject"),
+            OnError::Backend(name) => f.write_str(name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/config");
+
+    /// Loads `dir/name` with the path spelled relative to the crate, as the
+    /// golden `.err` files spell it.
+    fn load_relative(dir: &str, name: &str) -> Result<Config, ConfigError> {
+        // cargo runs tests in the crate directory, so relative paths in
+        // messages come out as the golden files spell them.
+        let base = format!("testdata/config/{dir}");
+        let shown = format!("{base}/{name}");
+        let text = std::fs::read_to_string(&shown).unwrap();
+        Config::from_yaml(&text, &shown, Path::new(&base), None)
+    }
+
+    fn yaml_files(dir: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(Path::new(TESTDATA).join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".yaml"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn every_invalid_config_fails_with_its_golden_error() {
+        let names = yaml_files("invalid");
+        assert!(names.len() >= 10, "expected the golden set, found {names:?}");
+        let mut mismatches = Vec::new();
+        for name in names {
+            let expected_file = Path::new(TESTDATA).join("invalid").join(name.replace(".yaml", ".err"));
+            if std::env::var_os("UPDATE_GOLDEN").is_some() {
+                // Regenerate, then review the diff by eye before committing.
+                let actual = load_relative("invalid", &name).err().map(|e| e.to_string()).unwrap_or_default();
+                std::fs::write(&expected_file, format!("{actual}\n")).unwrap();
+            }
+            let expected = std::fs::read_to_string(&expected_file)
+                .unwrap_or_else(|_| panic!("{} has no .err file", name));
+            match load_relative("invalid", &name) {
+                Ok(_) => mismatches.push(format!("{name}: loaded, expected an error")),
+                Err(e) if e.to_string() != expected.trim_end() => {
+                    mismatches.push(format!("{name}:\n  expected: {}\n  actual:   {e}", expected.trim_end()))
+                }
+                Err(_) => {}
+            }
+        }
+        assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    }
+
+    #[test]
+    fn every_valid_config_loads() {
+        let names = yaml_files("valid");
+        assert!(!names.is_empty());
+        for name in names {
+            if let Err(e) = load_relative("valid", &name) {
+                panic!("{name}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn full_example_has_every_field_and_its_defaults() {
+        let config = load_relative("valid", "full.yaml").unwrap();
+        assert_eq!(config.listen.len(), 2);
+        assert_eq!(config.policy.config[0], ("domain".to_owned(), "hearth.example".to_owned()));
+        assert_eq!(config.policy.on_error, OnError::Backend("pocketbase".to_owned()));
+        assert_eq!(config.policy.limits.max_time, Duration::from_millis(5));
+        assert_eq!(config.limits.client_hello_max_bytes, 16 * 1024);
+        assert_eq!(config.limits.idle_timeout, Duration::from_secs(600));
+        let turn = &config.backends["turn"];
+        assert!(turn.proxy_protocol_v2);
+        assert_eq!(turn.alpn, ["http/1.1"]);
+        assert_eq!(config.backends["livekit"].alpn, ["h2", "http/1.1"]);
+        assert_eq!(config.backends["pocketbase"].addr.to_string(), "localhost:8090");
+        assert_eq!(config.tls.certificates.len(), 2);
+        assert_eq!(config.tls.certificates[1].names, ["lk.hearth.example"]);
+        assert_eq!(config.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn minimal_config_gets_the_documented_defaults() {
+        let config = load_relative("valid", "minimal.yaml").unwrap();
+        assert_eq!(config.limits.client_hello_timeout, DEFAULT_CLIENT_HELLO_TIMEOUT);
+        assert_eq!(config.limits.backend_dial_timeout, DEFAULT_BACKEND_DIAL_TIMEOUT);
+        assert_eq!(config.limits.max_concurrent_conns, 10_000);
+        assert_eq!(config.policy.on_error, OnError::Reject);
+        assert_eq!(config.log.level, tracing::Level::INFO);
+    }
+
+    #[test]
+    fn policy_override_replaces_the_configured_path() {
+        let text = "listen: \"127.0.0.1:0\"\npolicy: { path: missing.wasm }\n";
+        let config = Config::from_yaml(text, "x.yaml", Path::new("/nonexistent"), Some(Path::new("/p.wasm"))).unwrap();
+        assert_eq!(config.policy.path, Path::new("/p.wasm"));
+        let err = Config::from_yaml(text, "x.yaml", Path::new("/nonexistent"), None).unwrap_err();
+        assert_eq!(err.to_string(), "x.yaml:2:11: policy.path: no such file /nonexistent/missing.wasm");
+    }
+
+    #[test]
+    fn embedded_profile_is_valid() {
+        let config = Config::embedded(Path::new("policies/hearth.wasm")).unwrap();
+        assert_eq!(config.listen, ["127.0.0.1:8443".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(config.backends.len(), 3);
+        let ca = config.tls.local_ca.as_ref().unwrap();
+        assert_eq!(ca.names, ["hearth.localhost", "lk.hearth.localhost", "turn.hearth.localhost"]);
+    }
+
+    #[test]
+    fn missing_file_names_the_file() {
+        let err = Config::load(Path::new("/nonexistent/edge.yaml"), None).unwrap_err();
+        assert!(err.to_string().starts_with("/nonexistent/edge.yaml: cannot read:"), "{err}");
+    }
+}

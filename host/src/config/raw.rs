@@ -1,0 +1,171 @@
+//! The config file as written: serde structs with `deny_unknown_fields`,
+//! defaults, and validating value types. Nothing here looks at more than one
+//! field; cross-field checks are in `config/validate.rs`, which turns a
+//! [`RawConfig`] into the immutable `Config` (`config.rs`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::duration::{ByteSize, ConfigDuration};
+use super::values::{Alpn, BackendAddr, BackendName, Hostname, ListenList, PolicyConfigMap};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `listen`: one address or a list.
+    pub listen: ListenList,
+    /// `policy`.
+    pub policy: RawPolicy,
+    /// `limits`.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// `backends`, by name.
+    #[serde(default)]
+    pub backends: BTreeMap<BackendName, RawBackend>,
+    /// `tls`.
+    #[serde(default)]
+    pub tls: RawTls,
+    /// `log`.
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `policy`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// The component; may be left out when `--policy` gives it.
+    pub path: Option<PathBuf>,
+    /// Handed to the policy's `init`.
+    #[serde(default)]
+    pub config: PolicyConfigMap,
+    /// `reject` or a backend name.
+    pub on_error: Option<String>,
+    /// Resource limits of each call.
+    #[serde(default)]
+    pub limits: RawPolicyLimits,
+}
+
+/// `policy.limits`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicyLimits {
+    /// Largest linear memory of an instance.
+    pub max_memory: Option<ByteSize>,
+    /// Longest a single call may run.
+    pub max_time: Option<ConfigDuration>,
+}
+
+/// `limits`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Time allowed for the whole ClientHello to arrive.
+    pub client_hello_timeout: Option<ConfigDuration>,
+    /// Largest ClientHello (all records) accepted.
+    pub client_hello_max_bytes: Option<ByteSize>,
+    /// Time allowed to connect to a backend.
+    pub backend_dial_timeout: Option<ConfigDuration>,
+    /// No bytes either way for this long closes the connection.
+    pub idle_timeout: Option<ConfigDuration>,
+    /// Connections handled at once; more are closed on accept.
+    pub max_concurrent_conns: Option<u64>,
+}
+
+/// One entry of `backends`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    /// Where to dial.
+    pub addr: BackendAddr,
+    /// Whether a PROXY header precedes the bytes by default.
+    #[serde(default)]
+    pub proxy_protocol: RawProxyProtocol,
+    /// ALPN offered when the edge terminates TLS for this backend.
+    pub alpn: Option<Vec<Alpn>>,
+}
+
+/// `backends.*.proxy_protocol`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawProxyProtocol {
+    /// No PROXY header.
+    #[default]
+    Off,
+    /// A PROXY protocol v2 header.
+    V2,
+}
+
+/// `tls`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Certificate files.
+    #[serde(default)]
+    pub certificates: Vec<RawCertificate>,
+    /// A local CA that issues a leaf for the given names.
+    pub local_ca: Option<RawLocalCa>,
+}
+
+/// One entry of `tls.certificates`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    /// PEM chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// Names served with it; the certificate's SANs when absent.
+    pub names: Option<Vec<Hostname>>,
+}
+
+/// `tls.local_ca`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocalCa {
+    /// Where `ca.crt` and `ca.key` live; the user data dir when absent.
+    pub dir: Option<PathBuf>,
+    /// Names of the leaf certificate.
+    pub names: Vec<Hostname>,
+}
+
+/// `log`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub level: Option<RawLevel>,
+    /// `text` or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// `log.level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawLevel {
+    /// Failures only.
+    Error,
+    /// Failures and anomalies.
+    Warn,
+    /// One line per connection.
+    Info,
+    /// Details.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+/// `log.format`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}

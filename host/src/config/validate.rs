@@ -1,0 +1,181 @@
+//! Cross-field checks that turn a [`RawConfig`] into the immutable
+//! [`Config`]: defaults applied, `on_error` and backend references resolved,
+//! relative paths resolved against the config file's directory, certificate
+//! files read and parsed. Each failure names the field path; `config.rs`
+//! adds the file, line and column.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use hearth_edge_policy::Limits as PolicyLimits;
+
+use super::raw::{RawConfig, RawLevel, RawProxyProtocol};
+use super::{
+    Backend, Config, ConnLimits, DEFAULT_ALPN, DEFAULT_BACKEND_DIAL_TIMEOUT, DEFAULT_CLIENT_HELLO_MAX_BYTES,
+    DEFAULT_CLIENT_HELLO_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONCURRENT_CONNS, LocalCaSettings, LogSettings,
+    MAX_CLIENT_HELLO_MAX_BYTES, MIN_CLIENT_HELLO_MAX_BYTES, MIN_POLICY_MEMORY, OnError, PolicySettings, TlsSettings,
+};
+use crate::tls::files;
+
+/// A field that failed validation.
+#[derive(Debug)]
+pub struct FieldError {
+    /// Its path, spelled like serde_path_to_error (`tls.certificates[0].cert`).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Everything validation needs besides the raw config.
+pub struct Context<'a> {
+    /// Relative paths resolve against this directory.
+    pub base_dir: &'a Path,
+    /// `--policy`, which replaces `policy.path`.
+    pub policy_override: Option<&'a Path>,
+    /// The default local CA directory, when `tls.local_ca.dir` is absent.
+    pub default_data_dir: Option<PathBuf>,
+}
+
+fn fail<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, FieldError> {
+    Err(FieldError { path: path.into(), message: message.into() })
+}
+
+/// Checks `raw` and builds the [`Config`].
+pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> {
+    // listen
+    if raw.listen.0.is_empty() {
+        return fail("listen", "at least one address is required");
+    }
+    let mut seen = HashSet::new();
+    for (i, addr) in raw.listen.0.iter().enumerate() {
+        if !seen.insert(addr.0) {
+            return fail(format!("listen[{i}]"), format!("duplicate address {}", addr.0));
+        }
+    }
+    let listen = raw.listen.0.iter().map(|a| a.0).collect();
+
+    // backends
+    let mut backends = BTreeMap::new();
+    for (name, b) in raw.backends {
+        let alpn = match b.alpn {
+            Some(list) if list.is_empty() => {
+                return fail(format!("backends.{}.alpn", name.0), "must not be empty (leave it out for http/1.1)");
+            }
+            Some(list) => list.into_iter().map(|a| a.0).collect(),
+            None => DEFAULT_ALPN.iter().map(|s| s.to_string()).collect(),
+        };
+        let backend = Backend {
+            name: name.0.clone(),
+            addr: b.addr,
+            proxy_protocol_v2: b.proxy_protocol == RawProxyProtocol::V2,
+            alpn,
+        };
+        backends.insert(name.0, backend);
+    }
+
+    // policy
+    let path = match (cx.policy_override, raw.policy.path) {
+        (Some(path), _) => path.to_path_buf(),
+        (None, Some(path)) => {
+            let resolved = cx.base_dir.join(&path);
+            if !resolved.is_file() {
+                return fail("policy.path", format!("no such file {}", resolved.display()));
+            }
+            resolved
+        }
+        (None, None) => return fail("policy.path", "missing (set it here or pass --policy)"),
+    };
+    let on_error = match raw.policy.on_error.as_deref() {
+        None | Some("reject") => OnError::Reject,
+        Some(name) if backends.contains_key(name) => OnError::Backend(name.to_owned()),
+        Some(name) => {
+            let known: Vec<&str> = backends.keys().map(String::as_str).collect();
+            return fail(
+                "policy.on_error",
+                format!("unknown backend {name:?} (expected reject or one of: {})", known.join(", ")),
+            );
+        }
+    };
+    let defaults = PolicyLimits::default();
+    let max_memory = raw.policy.limits.max_memory.map_or(defaults.max_memory, |s| s.0);
+    if max_memory < MIN_POLICY_MEMORY {
+        return fail("policy.limits.max_memory", format!("must be at least {MIN_POLICY_MEMORY} bytes (one wasm page)"));
+    }
+    let max_time = raw.policy.limits.max_time.map_or(defaults.max_time, |d| d.0);
+    if max_time.is_zero() {
+        return fail("policy.limits.max_time", "must be more than 0");
+    }
+    let policy = PolicySettings {
+        path,
+        config: raw.policy.config.0,
+        on_error,
+        limits: PolicyLimits { max_memory, max_time },
+    };
+
+    // limits
+    let l = raw.limits;
+    let nonzero = |field: &str, value: Option<super::duration::ConfigDuration>, default| {
+        let d = value.map_or(default, |d| d.0);
+        if d.is_zero() { fail(format!("limits.{field}"), "must be more than 0") } else { Ok(d) }
+    };
+    let client_hello_max_bytes = l.client_hello_max_bytes.map_or(DEFAULT_CLIENT_HELLO_MAX_BYTES, |s| s.0);
+    if !(MIN_CLIENT_HELLO_MAX_BYTES..=MAX_CLIENT_HELLO_MAX_BYTES).contains(&client_hello_max_bytes) {
+        return fail(
+            "limits.client_hello_max_bytes",
+            format!("must be between {MIN_CLIENT_HELLO_MAX_BYTES} and {MAX_CLIENT_HELLO_MAX_BYTES} bytes"),
+        );
+    }
+    let max_concurrent_conns = l.max_concurrent_conns.unwrap_or(DEFAULT_MAX_CONCURRENT_CONNS);
+    if max_concurrent_conns == 0 {
+        return fail("limits.max_concurrent_conns", "must be at least 1");
+    }
+    let limits = ConnLimits {
+        client_hello_timeout: nonzero("client_hello_timeout", l.client_hello_timeout, DEFAULT_CLIENT_HELLO_TIMEOUT)?,
+        client_hello_max_bytes: client_hello_max_bytes as usize,
+        backend_dial_timeout: nonzero("backend_dial_timeout", l.backend_dial_timeout, DEFAULT_BACKEND_DIAL_TIMEOUT)?,
+        idle_timeout: nonzero("idle_timeout", l.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
+        max_concurrent_conns: usize::try_from(max_concurrent_conns).unwrap_or(usize::MAX),
+    };
+
+    // tls
+    let mut certificates = Vec::new();
+    for (i, c) in raw.tls.certificates.into_iter().enumerate() {
+        let field = format!("tls.certificates[{i}]");
+        let cert_path = cx.base_dir.join(&c.cert);
+        let key_path = cx.base_dir.join(&c.key);
+        let names = c.names.map(|names| names.into_iter().map(|n| n.0).collect());
+        match files::load(&cert_path, &key_path, names) {
+            Ok(loaded) => certificates.push(loaded),
+            Err(e) => return fail(format!("{field}.{}", e.field()), e.to_string()),
+        }
+    }
+    let local_ca = match raw.tls.local_ca {
+        None => None,
+        Some(ca) => {
+            if ca.names.is_empty() {
+                return fail("tls.local_ca.names", "at least one name is required");
+            }
+            let dir = match (ca.dir, &cx.default_data_dir) {
+                (Some(dir), _) => cx.base_dir.join(dir),
+                (None, Some(dir)) => dir.clone(),
+                (None, None) => {
+                    return fail("tls.local_ca.dir", "no default data directory (set XDG_DATA_HOME or HOME, or give dir)");
+                }
+            };
+            Some(LocalCaSettings { dir, names: ca.names.into_iter().map(|n| n.0).collect() })
+        }
+    };
+
+    let log = LogSettings {
+        level: match raw.log.level.unwrap_or(RawLevel::Info) {
+            RawLevel::Error => tracing::Level::ERROR,
+            RawLevel::Warn => tracing::Level::WARN,
+            RawLevel::Info => tracing::Level::INFO,
+            RawLevel::Debug => tracing::Level::DEBUG,
+            RawLevel::Trace => tracing::Level::TRACE,
+        },
+        format: raw.log.format,
+    };
+
+    Ok(Config { listen, policy, limits, backends, tls: TlsSettings { certificates, local_ca }, log })
+}

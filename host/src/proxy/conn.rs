@@ -1,0 +1,278 @@
+//! One connection, top to bottom: read the ClientHello, ask the policy,
+//! then pass through, terminate or reject; one `connection closed` line at
+//! the end. Every failure is a [`ConnError`] reported in [`report`], and
+//! turned into what the client sees by `ConnError::alert` (`error.rs`).
+//!
+//! Neighbours: `proxy/listener.rs` spawns [`handle`]; the three routes are
+//! `proxy/passthrough.rs`, `proxy/terminate.rs` and `proxy/reject.rs`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_edge_hello::{ClientHello, Reader};
+use hearth_edge_policy::{self as policy, Decision, PolicyError, ProxyProtocol, Rejection, Route};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use super::copy::{RelayEnd, Relayed};
+use super::{Shared, passthrough, proxy_protocol, reject, terminate};
+use crate::config::{Backend, OnError};
+use crate::error::ConnError;
+use crate::metrics::{Outcome, track_active};
+
+/// Bytes read from the socket at a time while waiting for the hello: a
+/// typical hello fits in one read, a post-quantum one in two.
+const HELLO_READ_CHUNK: usize = 4096;
+
+/// What is known about the connection, for the closing log line.
+struct Record {
+    source: SocketAddr,
+    sni: Option<String>,
+    backend: Option<String>,
+    up: u64,
+    down: u64,
+}
+
+/// What the policy (or `on_error`) chose, resolved against the config.
+enum Action<'a> {
+    Relay { mode: Mode, backend: &'a Backend, proxy_v2: bool },
+    Reject(Rejection),
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Passthrough,
+    Terminate,
+}
+
+/// Handles one accepted connection until it is closed. Never panics on
+/// peer input; holds `permit` (the concurrency limit) to the end.
+pub async fn handle(
+    shared: Arc<Shared>,
+    mut client: TcpStream,
+    source: SocketAddr,
+    local: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
+    let _permit = permit;
+    let _active = track_active(&shared.metrics);
+    let start = Instant::now();
+    let mut record = Record { source, sni: None, backend: None, up: 0, down: 0 };
+    let outcome = match serve(&shared, &mut client, local, &mut record).await {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            report(&shared, &record, &error);
+            reject::send(&mut client, error.alert()).await;
+            Outcome::Error
+        }
+    };
+    shared.metrics.closed(outcome, record.up, record.down);
+    info!(
+        source = %source,
+        sni = record.sni.as_deref().unwrap_or("-"),
+        decision = outcome.as_str(),
+        backend = record.backend.as_deref().unwrap_or("-"),
+        bytes_up = record.up,
+        bytes_down = record.down,
+        duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "connection closed"
+    );
+}
+
+/// Hello → decision → route.
+async fn serve(
+    shared: &Shared,
+    client: &mut TcpStream,
+    local: SocketAddr,
+    record: &mut Record,
+) -> Result<Outcome, ConnError> {
+    let limits = &shared.config.limits;
+    let (hello, replay) = read_hello(client, limits.client_hello_max_bytes, limits.client_hello_timeout).await?;
+    record.sni = hello.server_name.clone();
+    let hello = policy_hello(hello, record.source, local);
+
+    let (mode, backend, proxy_v2) = match decide(shared, &hello, record)? {
+        Action::Reject(rejection) => {
+            info!(
+                source = %record.source,
+                sni = record.sni.as_deref().unwrap_or("-"),
+                reason = %rejection.reason,
+                alert = reject::alert_name(rejection.alert),
+                "connection rejected"
+            );
+            shared.metrics.reject(&rejection.reason);
+            reject::send(client, rejection.alert).await;
+            return Ok(Outcome::Reject);
+        }
+        Action::Relay { mode, backend, proxy_v2 } => (mode, backend, proxy_v2),
+    };
+    record.backend = Some(backend.name.clone());
+    let tls = match mode {
+        Mode::Terminate => Some(shared.tls.get(&backend.name).cloned().ok_or_else(|| ConnError::NoTlsConfig(backend.name.clone()))?),
+        Mode::Passthrough => None,
+    };
+    let upstream = dial(backend, limits.backend_dial_timeout).await?;
+    let header = proxy_v2.then(|| proxy_protocol::header_v2(record.source, local));
+
+    let relayed = match tls {
+        None => passthrough::run(&mut *client, upstream, &replay, header, limits.idle_timeout).await?,
+        Some(tls) => {
+            // The handshake gets as long as the hello had.
+            let handshake_timeout = limits.client_hello_timeout;
+            terminate::run(&mut *client, replay, tls, upstream, header, handshake_timeout, limits.idle_timeout).await?
+        }
+    };
+    finish_relay(shared, record, relayed);
+    Ok(match mode {
+        Mode::Passthrough => Outcome::Passthrough,
+        Mode::Terminate => Outcome::Terminate,
+    })
+}
+
+/// Reads until a whole ClientHello has arrived, within `timeout` for all of
+/// it. Returns the hello and every byte read, for replay.
+async fn read_hello(
+    client: &mut TcpStream,
+    max_bytes: usize,
+    timeout: Duration,
+) -> Result<(ClientHello, Vec<u8>), ConnError> {
+    let mut reader = Reader::new(max_bytes);
+    let mut chunk = vec![0u8; HELLO_READ_CHUNK];
+    let read = async {
+        loop {
+            let n = client.read(&mut chunk).await.map_err(ConnError::HelloIo)?;
+            if n == 0 {
+                return Err(ConnError::Hello(reader.finish()));
+            }
+            if let Some(hello) = reader.push(&chunk[..n])? {
+                return Ok(hello);
+            }
+        }
+    };
+    let hello = tokio::time::timeout(timeout, read).await.map_err(|_| ConnError::HelloTimeout(timeout))??;
+    Ok((hello, reader.into_bytes()))
+}
+
+/// The hello as the policy sees it.
+fn policy_hello(hello: ClientHello, source: SocketAddr, local: SocketAddr) -> policy::ClientHello {
+    policy::ClientHello {
+        server_name: hello.server_name,
+        alpn: hello.alpn,
+        source_addr: source.ip().to_canonical().to_string(),
+        source_port: source.port(),
+        local_port: local.port(),
+        legacy_version: hello.legacy_version,
+        supported_versions: hello.supported_versions,
+        cipher_suites: hello.cipher_suites,
+        extensions: hello.extensions,
+        supported_groups: hello.supported_groups,
+        signature_algorithms: hello.signature_algorithms,
+        key_share_groups: hello.key_share_groups,
+        ja4: hello.ja4,
+        has_ech: hello.has_ech,
+        hello_bytes: hello.hello_bytes,
+    }
+}
+
+/// Asks the policy; on failure applies `policy.on_error`.
+fn decide<'a>(shared: &'a Shared, hello: &policy::ClientHello, record: &Record) -> Result<Action<'a>, ConnError> {
+    let config = &shared.config;
+    let error = match shared.policy.decide(hello).and_then(|d| resolve(config, d)) {
+        Ok(action) => return Ok(action),
+        Err(error) => error,
+    };
+    shared.metrics.policy_error(error.kind());
+    warn!(
+        source = %record.source,
+        sni = record.sni.as_deref().unwrap_or("-"),
+        kind = error.kind(),
+        error = %error,
+        on_error = %config.policy.on_error,
+        "policy failed"
+    );
+    match &config.policy.on_error {
+        OnError::Reject => Err(ConnError::Policy(error)),
+        OnError::Backend(name) => {
+            let route = Route { backend: name.clone(), proxy_protocol: ProxyProtocol::BackendDefault };
+            resolve(config, Decision::Passthrough(route)).map_err(ConnError::Policy)
+        }
+    }
+}
+
+/// Checks the decision's backend exists and settles its PROXY choice.
+fn resolve(config: &crate::config::Config, decision: Decision) -> Result<Action<'_>, PolicyError> {
+    let (mode, route) = match decision {
+        Decision::Reject(rejection) => return Ok(Action::Reject(rejection)),
+        Decision::Passthrough(route) => (Mode::Passthrough, route),
+        Decision::Terminate(route) => (Mode::Terminate, route),
+    };
+    let backend = config.backends.get(&route.backend).ok_or(PolicyError::UnknownBackend(route.backend))?;
+    let proxy_v2 = match route.proxy_protocol {
+        ProxyProtocol::BackendDefault => backend.proxy_protocol_v2,
+        ProxyProtocol::Off => false,
+        ProxyProtocol::V2 => true,
+    };
+    Ok(Action::Relay { mode, backend, proxy_v2 })
+}
+
+/// Connects to `backend` within `timeout`.
+async fn dial(backend: &Backend, timeout: Duration) -> Result<TcpStream, ConnError> {
+    let connect = TcpStream::connect((backend.addr.host.as_str(), backend.addr.port));
+    let stream = match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(source)) => return Err(ConnError::Dial { addr: backend.addr.to_string(), source }),
+        Err(_) => return Err(ConnError::DialTimeout { addr: backend.addr.to_string(), timeout }),
+    };
+    // Small TLS records and WebSocket frames should not wait for Nagle.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Records the relay's byte counts and how it ended.
+fn finish_relay(shared: &Shared, record: &mut Record, relayed: Relayed) {
+    record.up = relayed.up;
+    record.down = relayed.down;
+    match relayed.end {
+        RelayEnd::Closed => {}
+        RelayEnd::Idle => {
+            shared.metrics.idle_timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            debug!(source = %record.source, "idle timeout");
+        }
+        RelayEnd::Error(error) => debug!(source = %record.source, error = %error, "relay ended with an error"),
+    }
+}
+
+/// Logs and counts a failed connection.
+fn report(shared: &Shared, record: &Record, error: &ConnError) {
+    let metrics = &shared.metrics;
+    let sni = record.sni.as_deref().unwrap_or("-");
+    let backend = record.backend.as_deref().unwrap_or("-");
+    let source = record.source;
+    match error {
+        ConnError::Hello(e) => {
+            metrics.hello_error(e.kind());
+            warn!(source = %source, reason = e.kind(), error = %error, "ClientHello read failed");
+        }
+        ConnError::HelloTimeout(_) | ConnError::HelloIo(_) => {
+            let reason = if matches!(error, ConnError::HelloTimeout(_)) { "timeout" } else { "io" };
+            metrics.hello_error(reason);
+            warn!(source = %source, reason, error = %error, "ClientHello read failed");
+        }
+        // Logged and counted where `on_error` was applied.
+        ConnError::Policy(_) => {}
+        ConnError::Dial { .. } | ConnError::DialTimeout { .. } => {
+            metrics.dial_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            warn!(source = %source, sni, backend, error = %error, "backend dial failed");
+        }
+        ConnError::BackendIo(_) => warn!(source = %source, sni, backend, error = %error, "backend write failed"),
+        ConnError::Handshake(_) | ConnError::HandshakeTimeout(_) => {
+            metrics.tls_handshake_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            warn!(source = %source, sni, error = %error, "TLS handshake failed");
+        }
+        ConnError::NoTlsConfig(_) => error!(source = %source, sni, backend, error = %error, "internal error"),
+    }
+}

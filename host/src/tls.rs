@@ -1,0 +1,48 @@
+//! TLS termination: certificates and rustls server configs.
+//!
+//! - `tls/store.rs`: [`CertStore`] (certificates by name, exact and `*.`
+//!   wildcard, swapped atomically), the [`CertSource`] seam and the rustls
+//!   resolver over it.
+//! - `tls/files.rs`: PEM certificate + key files from the config.
+//! - `tls/local_ca.rs`: the self-signed local CA of the embedded profile.
+//!
+//! The handshake itself runs in `proxy/terminate.rs`.
+
+pub mod files;
+pub mod local_ca;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+
+pub use store::{CertSource, CertStore, Resolver};
+
+use crate::config::Config;
+
+/// The crypto provider used everywhere: ring, with its default (safe)
+/// cipher suites and key exchange groups.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// One rustls server config per backend: they differ only in the ALPN they
+/// offer, and share the certificate source.
+pub fn server_configs(
+    config: &Config,
+    source: Arc<dyn CertSource>,
+) -> Result<HashMap<String, Arc<ServerConfig>>, rustls::Error> {
+    let resolver = Arc::new(Resolver::new(source));
+    let mut configs = HashMap::new();
+    for backend in config.backends.values() {
+        let mut server = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        server.alpn_protocols = backend.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        configs.insert(backend.name.clone(), Arc::new(server));
+    }
+    Ok(configs)
+}
