@@ -13,6 +13,7 @@
 #
 # Test guests (tests/guests/*) are built when their crate exists; one that does
 # not compile is reported and skipped, so the shipped policies still build.
+# Packages named on the command line must all build.
 #
 # Builds are reproducible: the workspace path and $CARGO_HOME are remapped to
 # fixed prefixes, so two checkouts in different directories produce identical
@@ -50,7 +51,7 @@ requested=()
 while (($#)); do
     case "$1" in
         --check) check=1 ;;
-        -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
         *) requested+=("$1") ;;
     esac
@@ -122,6 +123,7 @@ done
 
 if ((${#skipped[@]})); then
     echo "build.sh: test guests that did not build: ${skipped[*]}" >&2
+    ((${#requested[@]} == 0)) || die "requested packages failed to build: ${skipped[*]}"
 fi
 if ((${#stale[@]})); then
     die "stale (rebuild with policies/build.sh and commit): ${stale[*]}"
