@@ -66,6 +66,23 @@
 //! Build it with `cargo build --target wasm32-wasip2 --profile policy`; the
 //! resulting `.wasm` is a component the edge loads directly.
 //!
+//! # Testing a policy
+//!
+//! Three layers, cheapest first:
+//!
+//! 1. Unit tests of the Rust type, natively (`cargo test -p my-policy`):
+//!    call [`Policy::init`] with [`Config::from_pairs`] and
+//!    [`Policy::decide`] with hellos built by
+//!    [`ClientHello::for_server_name`] and its `with_*` methods.
+//! 2. A YAML case file (`my-policy.tests.yaml`: a `config:` map and
+//!    `cases:` of `hello:` fields → `expect:`), run natively by the feature
+//!    `cases` (`cases::run::<MyPolicy>(include_str!(…))` in a dev-dependency
+//!    build), so `cargo test` checks it too.
+//! 3. The same file against the built component, in the real runtime:
+//!    `hearth-wasm-edge test --policy my-policy.wasm my-policy.tests.yaml`.
+//!
+//! `policies/hearth` and `policies/sni-table` in this repository do all three.
+//!
 //! # Native builds
 //!
 //! The crate also compiles for the host target so policies can be unit-tested
