@@ -1,4 +1,6 @@
 //! Errors of the policy runtime: loading a policy, and asking it for a decision.
+//! Raised by `policy.rs` and `instance.rs`; the harness has its own errors in
+//! `harness/`.
 
 use std::path::PathBuf;
 
@@ -60,17 +62,22 @@ pub enum PolicyError {
     /// The decision names a backend the edge config does not have.
     #[error("policy chose unknown backend {0:?}")]
     UnknownBackend(String),
+    /// No instance could be created to serve the call (the runtime's
+    /// instance pool is exhausted, or re-initialising the policy failed).
+    #[error("policy instance unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl PolicyError {
     /// A short label for metrics and logs: `trap`, `timeout`, `memory`,
-    /// `unknown_backend`.
+    /// `unknown_backend`, `unavailable`.
     pub fn kind(&self) -> &'static str {
         match self {
             PolicyError::Trap(_) => "trap",
             PolicyError::Timeout => "timeout",
             PolicyError::Memory => "memory",
             PolicyError::UnknownBackend(_) => "unknown_backend",
+            PolicyError::Unavailable(_) => "unavailable",
         }
     }
 }

@@ -1,1 +1,386 @@
 //! The policy test harness: YAML case files run against a compiled policy.
+//! Used by `hearth-wasm-edge test` / `explain` (`host/src/cli/policy_cmds.rs`)
+//! and by policy crates' own `cargo test` through [`run_file`].
+//!
+//! - [`cases`]: the case file format and its strict parser.
+//! - [`config`]: YAML policy config → `init`'s key/value list ([`config_map`]),
+//!   shared with the edge config.
+
+pub mod cases;
+pub mod config;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use self::cases::{Case, CaseFile, Expect, HelloSpec, ParseError};
+pub use self::config::{ConfigError, config_map, config_pairs};
+use crate::{Alert, Decision, Limits, LoadError, Policy, ProxyProtocol, Runtime};
+
+/// Case files could not be run at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HarnessError {
+    /// The case file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The case file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The case file is malformed.
+    #[error("{path}{}: {}: {}", location(.error), field(.error), .error.message)]
+    Parse {
+        /// The case file.
+        path: PathBuf,
+        /// Where and what.
+        error: ParseError,
+    },
+    /// The policy could not be loaded (unreadable, not a policy). A policy
+    /// whose `init` refuses a config is not this: that is a case outcome.
+    #[error("{0}")]
+    Load(LoadError),
+}
+
+/// The outcome of a case file.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Cases that passed.
+    pub passed: usize,
+    /// Cases that failed, in file order.
+    pub failures: Vec<Failure>,
+}
+
+/// One failed case.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The case file.
+    pub file: PathBuf,
+    /// The case's name.
+    pub case: String,
+    /// What the case expected, as text.
+    pub expected: String,
+    /// What happened, as text.
+    pub got: String,
+}
+
+/// What loading a policy with one config gave; kept per distinct config so
+/// cases sharing a config share one loaded policy.
+enum Loaded {
+    Ready(Policy),
+    /// `init` refused, with its message.
+    Refused(String),
+    /// `init` trapped, timed out or exhausted memory.
+    Failed(String),
+}
+
+// === impl Report ===
+
+impl Report {
+    /// `N passed, M failed`.
+    pub fn summary(&self) -> String {
+        format!("{} passed, {} failed", self.passed, self.failures.len())
+    }
+
+    /// Adds another report's results.
+    pub fn merge(&mut self, other: Report) {
+        self.passed += other.passed;
+        self.failures.extend(other.failures);
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "FAIL {}: {}: expected {}, got {}",
+            self.file.display(),
+            self.case,
+            self.expected,
+            self.got
+        )
+    }
+}
+
+// === running ===
+
+/// Runs the cases of `cases_path` against the policy at `policy_path` with
+/// the default [`Limits`].
+pub fn run_file(
+    runtime: &Runtime,
+    policy_path: &Path,
+    cases_path: &Path,
+) -> Result<Report, HarnessError> {
+    let file = read_case_file(cases_path)?;
+    let wasm = std::fs::read(policy_path).map_err(|source| {
+        HarnessError::Load(LoadError::Read {
+            path: policy_path.to_owned(),
+            source,
+        })
+    })?;
+    run_cases(
+        runtime,
+        policy_path,
+        &wasm,
+        cases_path,
+        &file,
+        Limits::default(),
+    )
+}
+
+/// Reads and parses a case file.
+pub fn read_case_file(path: &Path) -> Result<CaseFile, HarnessError> {
+    let text = std::fs::read_to_string(path).map_err(|source| HarnessError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    cases::parse(&text).map_err(|error| HarnessError::Parse {
+        path: path.to_owned(),
+        error,
+    })
+}
+
+/// Runs parsed cases against the policy `wasm` (read from `policy_path`).
+/// `cases_path` names the file in failures.
+pub fn run_cases(
+    runtime: &Runtime,
+    policy_path: &Path,
+    wasm: &[u8],
+    cases_path: &Path,
+    file: &CaseFile,
+    limits: Limits,
+) -> Result<Report, HarnessError> {
+    let mut loaded: HashMap<Vec<(String, String)>, Loaded> = HashMap::new();
+    let mut report = Report::default();
+    for case in &file.cases {
+        let config = case.config.as_ref().unwrap_or(&file.config);
+        if !loaded.contains_key(config) {
+            let outcome =
+                match Policy::load_bytes(runtime, policy_path, wasm, config.clone(), limits) {
+                    Ok(p) => Loaded::Ready(p),
+                    Err(LoadError::InitRefused { message, .. }) => Loaded::Refused(message),
+                    Err(LoadError::InitFailed { source, .. }) => Loaded::Failed(source.to_string()),
+                    Err(e) => return Err(HarnessError::Load(e)),
+                };
+            loaded.insert(config.clone(), outcome);
+        }
+        let got = match &loaded[config] {
+            Loaded::Ready(policy) => match policy.decide(&case.hello) {
+                Ok(d) => Outcome::Decision(d),
+                Err(e) => Outcome::Error(e.to_string()),
+            },
+            Loaded::Refused(m) => Outcome::InitRefused(m.clone()),
+            Loaded::Failed(m) => Outcome::Error(format!("init failed: {m}")),
+        };
+        if got.matches(&case.expect) {
+            report.passed += 1;
+        } else {
+            report.failures.push(Failure {
+                file: cases_path.to_owned(),
+                case: case.name.clone(),
+                expected: describe_expect(&case.expect),
+                got: got.to_string(),
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// What a case produced.
+enum Outcome {
+    Decision(Decision),
+    InitRefused(String),
+    Error(String),
+}
+
+impl Outcome {
+    fn matches(&self, expect: &Expect) -> bool {
+        let proxy_ok =
+            |want: &Option<ProxyProtocol>, got: ProxyProtocol| want.is_none_or(|w| w == got);
+        match (self, expect) {
+            (
+                Outcome::Decision(Decision::Passthrough(r)),
+                Expect::Passthrough {
+                    backend,
+                    proxy_protocol,
+                },
+            )
+            | (
+                Outcome::Decision(Decision::Terminate(r)),
+                Expect::Terminate {
+                    backend,
+                    proxy_protocol,
+                },
+            ) => &r.backend == backend && proxy_ok(proxy_protocol, r.proxy_protocol),
+            (Outcome::Decision(Decision::Reject(r)), Expect::Reject { reason, alert }) => {
+                &r.reason == reason && alert.is_none_or(|a| a == r.alert)
+            }
+            (Outcome::InitRefused(message), Expect::InitError(text)) => {
+                message.contains(text.as_str())
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Decision(d) => f.write_str(&describe(d)),
+            Outcome::InitRefused(m) => write!(f, "init error {m:?}"),
+            Outcome::Error(e) => write!(f, "error: {e}"),
+        }
+    }
+}
+
+/// A decision in the case file's words, e.g. `passthrough turn (proxy_protocol
+/// backend-default)` or `reject unknown-sni (alert unrecognized-name)`.
+pub fn describe(decision: &Decision) -> String {
+    match decision {
+        Decision::Passthrough(r) => {
+            format!(
+                "passthrough {} (proxy_protocol {})",
+                r.backend,
+                proxy_name(r.proxy_protocol)
+            )
+        }
+        Decision::Terminate(r) => {
+            format!(
+                "terminate {} (proxy_protocol {})",
+                r.backend,
+                proxy_name(r.proxy_protocol)
+            )
+        }
+        Decision::Reject(r) => format!("reject {} (alert {})", r.reason, alert_name(r.alert)),
+    }
+}
+
+fn describe_expect(e: &Expect) -> String {
+    let proxy = |p: &Option<ProxyProtocol>| {
+        p.map(|p| format!(" (proxy_protocol {})", proxy_name(p)))
+            .unwrap_or_default()
+    };
+    match e {
+        Expect::Passthrough {
+            backend,
+            proxy_protocol,
+        } => format!("passthrough {backend}{}", proxy(proxy_protocol)),
+        Expect::Terminate {
+            backend,
+            proxy_protocol,
+        } => format!("terminate {backend}{}", proxy(proxy_protocol)),
+        Expect::Reject { reason, alert } => {
+            let alert = alert
+                .map(|a| format!(" (alert {})", alert_name(a)))
+                .unwrap_or_default();
+            format!("reject {reason}{alert}")
+        }
+        Expect::InitError(text) => format!("init error containing {text:?}"),
+    }
+}
+
+/// The case-file spelling of a PROXY protocol choice.
+pub fn proxy_name(p: ProxyProtocol) -> &'static str {
+    match p {
+        ProxyProtocol::BackendDefault => "backend-default",
+        ProxyProtocol::Off => "off",
+        ProxyProtocol::V2 => "v2",
+    }
+}
+
+/// The case-file spelling of an alert.
+pub fn alert_name(a: Alert) -> &'static str {
+    match a {
+        Alert::UnrecognizedName => "unrecognized-name",
+        Alert::AccessDenied => "access-denied",
+        Alert::HandshakeFailure => "handshake-failure",
+        Alert::ProtocolVersion => "protocol-version",
+        Alert::InternalError => "internal-error",
+        Alert::Close => "close",
+    }
+}
+
+fn location(e: &ParseError) -> String {
+    match (e.line, e.column) {
+        (Some(l), Some(c)) => format!(":{l}:{c}"),
+        (Some(l), None) => format!(":{l}"),
+        _ => String::new(),
+    }
+}
+
+fn field(e: &ParseError) -> &str {
+    if e.field.is_empty() || e.field == "." {
+        "(top level)"
+    } else {
+        &e.field
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_name_file_line_and_field() {
+        let text =
+            "cases:\n  - name: x\n    hello: { sni: a, snii: b }\n    expect: { passthrough: t }\n";
+        let error = cases::parse(text).unwrap_err();
+        let e = HarnessError::Parse {
+            path: PathBuf::from("p.tests.yaml"),
+            error,
+        };
+        let msg = e.to_string();
+        assert!(msg.starts_with("p.tests.yaml:3:"), "{msg}");
+        assert!(
+            msg.contains("cases[0].hello.snii: unknown field `snii`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn outcomes_match_only_what_is_expected() {
+        use crate::{Rejection, Route};
+        let pass = Outcome::Decision(Decision::Passthrough(Route {
+            backend: "turn".into(),
+            proxy_protocol: ProxyProtocol::V2,
+        }));
+        let any_proxy = Expect::Passthrough {
+            backend: "turn".into(),
+            proxy_protocol: None,
+        };
+        assert!(pass.matches(&any_proxy));
+        let off = Expect::Passthrough {
+            backend: "turn".into(),
+            proxy_protocol: Some(ProxyProtocol::Off),
+        };
+        assert!(!pass.matches(&off));
+        let term = Expect::Terminate {
+            backend: "turn".into(),
+            proxy_protocol: None,
+        };
+        assert!(!pass.matches(&term), "terminate is not passthrough");
+
+        let rej = Outcome::Decision(Decision::Reject(Rejection {
+            reason: "unknown-sni".into(),
+            alert: Alert::Close,
+        }));
+        assert!(rej.matches(&Expect::Reject {
+            reason: "unknown-sni".into(),
+            alert: None
+        }));
+        assert!(!rej.matches(&Expect::Reject {
+            reason: "unknown-sni".into(),
+            alert: Some(Alert::UnrecognizedName)
+        }));
+        assert!(!rej.matches(&Expect::Reject {
+            reason: "unknown".into(),
+            alert: None
+        }));
+
+        let refused = Outcome::InitRefused("config needs a domain".into());
+        assert!(refused.matches(&Expect::InitError("domain".into())));
+        assert!(!refused.matches(&Expect::InitError("port".into())));
+        assert!(!Outcome::Error("trap".into()).matches(&Expect::InitError("trap".into())));
+    }
+}

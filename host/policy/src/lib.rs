@@ -5,26 +5,50 @@
 //! # Layout
 //! - [`bindings`]: the host side of the WIT contract (`bindgen!`, once).
 //! - `runtime`: the shared wasmtime `Engine` + `Linker` and the epoch ticker.
-//! - `cache`: precompiled artifacts on disk, keyed by content and engine hash.
-//! - `instance`: one store + instance, and the pool that reuses them.
+//! - `cache`: precompiled artifacts on disk, keyed by content and engine hash
+//!   (the crate's only `unsafe`).
+//! - `policy`: a loaded policy and the pool that reuses its instances.
+//! - `instance`: one store + instance; deadlines, memory cap, error mapping.
 //! - `host_api`: what a policy may call (`log`, `now-ms`, `take-token`).
+//! - `wasi`: the empty WASI context and captured stdout/stderr.
+//! - [`guests`]: where the test guests and shipped policies are built.
 //! - [`harness`]: test cases for a policy (`hearth-wasm-edge test`, `explain`).
 //!
 //! The data path (in the `hearth-wasm-edge` crate) only sees [`Runtime`],
 //! [`Policy`], the WIT types re-exported here, and [`PolicyError`].
+//!
+//! # Calling from async code
+//! [`Policy::decide`] is synchronous and short (bounded by `max_time`); it
+//! may be called directly from a Tokio task. It never blocks on I/O: the
+//! WASI calls that would are refused (see `wasi.rs`).
+//!
+//! # Resources
+//! The pooling allocator reserves about a terabyte of virtual address space
+//! (not memory); do not run the edge under a low `RLIMIT_AS` (`ulimit -v`).
 
 #![deny(missing_docs)]
 
 pub mod bindings;
+pub mod guests;
 pub mod harness;
 
+mod cache;
 mod error;
+mod host_api;
+mod instance;
 mod policy;
 mod runtime;
+mod wasi;
 
 pub use bindings::hearth::edge::types::{
     Alert, ClientHello, Decision, Level, ProxyProtocol, Rejection, Route,
 };
 pub use error::{LoadError, PolicyError};
-pub use policy::{Limits, Policy};
-pub use runtime::{Runtime, RuntimeOptions};
+pub use host_api::token_bucket::{
+    MAX_KEY_BYTES as MAX_TOKEN_KEY_BYTES, MAX_KEYS as MAX_TOKEN_KEYS,
+};
+pub use host_api::{LogRecord, LogSink, MAX_LOG_BYTES};
+pub use policy::{Limits, Policy, PolicyStats};
+pub use runtime::{
+    ArtifactSource, CacheStats, MAX_POLICY_MEMORY, POOL_INSTANCES, Runtime, RuntimeOptions,
+};

@@ -1,9 +1,19 @@
 //! A loaded policy: its compiled component, its config, and the pool of
-//! initialised instances that serve decisions.
+//! initialised instances that serve decisions. One instance is taken per
+//! call and given back after; an instance whose call failed is dropped and
+//! replaced lazily, by the next call that finds the pool empty. Calls
+//! themselves (deadline, memory cap, error mapping) are in `instance.rs`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::bindings::PolicyPre;
+use crate::host_api::PolicyShared;
+use crate::host_api::token_bucket::TokenBuckets;
+use crate::instance::{Instance, StartError, Template};
+use crate::runtime::{ArtifactSource, MAX_POLICY_MEMORY, one_line};
 use crate::{ClientHello, Decision, LoadError, PolicyError, Runtime};
 
 /// Resource limits for every call into a policy.
@@ -17,15 +27,55 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_memory: 16 << 20, max_time: Duration::from_millis(5) }
+        Limits {
+            max_memory: 16 << 20,
+            max_time: Duration::from_millis(5),
+        }
     }
 }
+
+/// Idle instances kept per core: enough for every worker thread to find one
+/// without instantiating, with a margin for bursts.
+const IDLE_INSTANCES_PER_CORE: usize = 2;
+const IDLE_INSTANCES_MARGIN: usize = 2;
 
 /// A loaded, initialised policy. Cheap to clone; safe to share between tasks.
 #[derive(Clone)]
 pub struct Policy {
-    _todo: (),
+    inner: Arc<Inner>,
 }
+
+struct Inner {
+    path: PathBuf,
+    template: Template,
+    idle: Mutex<Vec<Instance>>,
+    max_idle: usize,
+    source: ArtifactSource,
+    stats: Counters,
+}
+
+/// Counters of one policy since it was loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyStats {
+    /// Decisions returned.
+    pub decisions: u64,
+    /// Calls that failed (trap, timeout, memory, unavailable).
+    pub failures: u64,
+    /// Instances created after the first (replacements and extra
+    /// concurrency).
+    pub instantiations: u64,
+    /// Keys held in the policy's token buckets.
+    pub token_keys: usize,
+}
+
+#[derive(Default)]
+struct Counters {
+    decisions: AtomicU64,
+    failures: AtomicU64,
+    instantiations: AtomicU64,
+}
+
+// === impl Policy ===
 
 impl Policy {
     /// Loads the component at `path` (from the precompiled cache when it
@@ -36,19 +86,192 @@ impl Policy {
         config: Vec<(String, String)>,
         limits: Limits,
     ) -> Result<Policy, LoadError> {
-        let _ = (runtime, path, config, limits);
-        todo!("policy load")
+        let wasm = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Policy::load_bytes(runtime, path, &wasm, config, limits)
+    }
+
+    /// Like [`Policy::load`], with the file's contents already read; `path`
+    /// names the policy in errors and logs.
+    pub fn load_bytes(
+        runtime: &Runtime,
+        path: &Path,
+        wasm: &[u8],
+        config: Vec<(String, String)>,
+        limits: Limits,
+    ) -> Result<Policy, LoadError> {
+        let invalid = |message: String| LoadError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        if limits.max_memory > MAX_POLICY_MEMORY {
+            return Err(invalid(format!(
+                "max_memory {} exceeds the runtime's ceiling of {MAX_POLICY_MEMORY} bytes",
+                limits.max_memory
+            )));
+        }
+        let (component, source) = runtime.component(path, wasm)?;
+        let instance_pre = runtime
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(|e| invalid(format!("not a hearth:edge policy: {}", one_line(&e))))?;
+        let pre = PolicyPre::new(instance_pre)
+            .map_err(|e| invalid(format!("not a hearth:edge policy: {}", one_line(&e))))?;
+
+        let name: Arc<str> = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string())
+            .into();
+        let template = Template {
+            pre,
+            policy: Arc::new(PolicyShared {
+                name,
+                buckets: TokenBuckets::default(),
+                runtime: runtime.shared().clone(),
+            }),
+            max_memory: usize::try_from(limits.max_memory).unwrap_or(usize::MAX),
+            deadline_ticks: runtime.deadline_ticks(limits.max_time),
+            config,
+        };
+        let first = Instance::start(&template).map_err(|e| match e {
+            StartError::Refused(message) => LoadError::InitRefused {
+                path: path.to_owned(),
+                message,
+            },
+            StartError::Failed(source) => LoadError::InitFailed {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let policy = Policy {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                template,
+                idle: Mutex::new(vec![first]),
+                max_idle: cores * IDLE_INSTANCES_PER_CORE + IDLE_INSTANCES_MARGIN,
+                source,
+                stats: Counters::default(),
+            }),
+        };
+        tracing::info!(policy = policy.name(), path = %path.display(), ?source, "policy loaded");
+        Ok(policy)
     }
 
     /// Asks the policy what to do with one connection. Synchronous and
     /// bounded by `max_time`.
     pub fn decide(&self, hello: &ClientHello) -> Result<Decision, PolicyError> {
-        let _ = hello;
-        todo!("policy decide")
+        let mut instance = match self.take_idle() {
+            Some(instance) => instance,
+            None => self.start_instance()?,
+        };
+        match instance.decide(hello) {
+            Ok(decision) => {
+                self.inner.stats.decisions.fetch_add(1, Ordering::Relaxed);
+                self.give_back(instance);
+                Ok(decision)
+            }
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// Decides with a new instance (instantiate + `init`), discarded after.
+    /// Slower than [`Policy::decide`]; for benchmarks and for checking that
+    /// a policy keeps no state between connections.
+    pub fn decide_with_fresh_instance(&self, hello: &ClientHello) -> Result<Decision, PolicyError> {
+        let mut instance = self.start_instance()?;
+        let decision = instance.decide(hello).map_err(|e| self.failed(e))?;
+        self.inner.stats.decisions.fetch_add(1, Ordering::Relaxed);
+        Ok(decision)
     }
 
     /// The policy's name (its file stem), for logs and metrics.
     pub fn name(&self) -> &str {
-        todo!("policy name")
+        &self.inner.template.policy.name
+    }
+
+    /// The file the policy was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Whether the compiled code came from the cache or was compiled now.
+    pub fn artifact_source(&self) -> ArtifactSource {
+        self.inner.source
+    }
+
+    /// Counters since the policy was loaded.
+    pub fn stats(&self) -> PolicyStats {
+        let c = &self.inner.stats;
+        PolicyStats {
+            decisions: c.decisions.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            instantiations: c.instantiations.load(Ordering::Relaxed),
+            token_keys: self.inner.template.policy.buckets.len(),
+        }
+    }
+
+    /// How many initialised instances are waiting in the pool.
+    pub fn idle_instances(&self) -> usize {
+        self.idle().len()
+    }
+
+    fn take_idle(&self) -> Option<Instance> {
+        self.idle().pop()
+    }
+
+    fn give_back(&self, instance: Instance) {
+        let mut idle = self.idle();
+        if idle.len() < self.inner.max_idle {
+            idle.push(instance);
+        }
+    }
+
+    fn start_instance(&self) -> Result<Instance, PolicyError> {
+        self.inner
+            .stats
+            .instantiations
+            .fetch_add(1, Ordering::Relaxed);
+        Instance::start(&self.inner.template).map_err(|e| {
+            let e = match e {
+                // `init` accepted this config at load; refusing it now means
+                // the policy depends on something that changed (e.g. time).
+                StartError::Refused(message) => PolicyError::Unavailable(format!(
+                    "init refused its config on restart: {message}"
+                )),
+                StartError::Failed(e) => e,
+            };
+            self.failed(e)
+        })
+    }
+
+    /// Counts and logs a failed call; the instance has been dropped.
+    fn failed(&self, e: PolicyError) -> PolicyError {
+        self.inner.stats.failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            policy = self.name(),
+            kind = e.kind(),
+            "{e}; instance discarded"
+        );
+        e
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
+        // Instances are only pushed and popped: a poisoned lock holds a
+        // valid list.
+        self.inner.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("name", &self.name())
+            .field("path", &self.inner.path)
+            .field("source", &self.inner.source)
+            .finish_non_exhaustive()
     }
 }

@@ -1,10 +1,28 @@
 //! The shared wasmtime engine: built once per process, with the linker that
-//! grants a policy its host interface and an empty WASI context.
+//! grants a policy its host interface (`host_api.rs`) and an empty WASI
+//! context (`wasi.rs`), the epoch ticker that enforces `max_time`, and the
+//! compile-or-load-from-cache step (`cache.rs`) used by `policy.rs`.
+//!
+//! # Address space
+//! Instances come from wasmtime's pooling allocator, which reserves virtual
+//! address space up front for every memory slot (about 4 GiB each, so
+//! [`POOL_INSTANCES`] slots reserve around a terabyte). The reservation is
+//! not memory use, but the process must not run under a low `RLIMIT_AS`
+//! (`ulimit -v`), or the runtime fails to start.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use crate::LoadError;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings::Policy as PolicyWorld;
+use crate::host_api::{LogSink, RuntimeShared};
+use crate::instance::StoreState;
+use crate::{LoadError, cache};
 
 /// How the runtime is set up.
 #[derive(Debug, Clone)]
@@ -15,23 +33,301 @@ pub struct RuntimeOptions {
     pub epoch_tick: Duration,
 }
 
-impl Default for RuntimeOptions {
-    fn default() -> Self {
-        RuntimeOptions { cache_dir: None, epoch_tick: Duration::from_millis(1) }
-    }
+/// Live instances of all loaded policies together, the pooling allocator's
+/// size. A policy keeps at most `2 × cores + 2` idle instances (see
+/// `policy.rs`), a reload briefly holds two generations, and each concurrent
+/// decision holds one; 256 leaves ample room on large machines.
+pub const POOL_INSTANCES: u32 = 256;
+
+/// Core instances per policy component: a Rust `wasm32-wasip2` component is
+/// its module plus a few adapter shims.
+const CORE_INSTANCES_PER_POLICY: u32 = 8;
+
+/// Linear memories / tables per policy component, with room for shims.
+const MEMORIES_PER_POLICY: u32 = 2;
+const TABLES_PER_POLICY: u32 = 4;
+
+/// The largest `max_memory` a policy may be given. Routing policies need a
+/// few MiB; this is the pool's per-slot size limit.
+pub const MAX_POLICY_MEMORY: u64 = 1 << 30;
+
+/// Directory name under the user's cache directory.
+const CACHE_DIR_NAME: &str = "hearth-wasm-edge";
+
+/// Where a precompiled policy came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtifactSource {
+    /// Loaded from the on-disk cache without compiling.
+    Cache,
+    /// Compiled now (and written to the cache, if one is configured).
+    Compiled,
+}
+
+/// Counters of the precompiled cache since the runtime started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Policies loaded from the cache.
+    pub hits: u64,
+    /// Policies compiled (no usable entry, or no cache).
+    pub compiled: u64,
+    /// Entries found unusable (corrupt, unreadable or rejected) and replaced.
+    pub bad_entries: u64,
 }
 
 /// The engine, linker and epoch ticker shared by every loaded policy.
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
-    _todo: (),
+    inner: Arc<Inner>,
 }
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    options: RuntimeOptions,
+    shared: Arc<RuntimeShared>,
+    hits: AtomicU64,
+    compiled: AtomicU64,
+    bad_entries: AtomicU64,
+    /// Stops the ticker thread when the last clone is dropped.
+    _ticker: Ticker,
+}
+
+/// The background thread that advances the engine's epoch every tick.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+// === impl RuntimeOptions ===
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            cache_dir: None,
+            epoch_tick: Duration::from_millis(1),
+        }
+    }
+}
+
+impl RuntimeOptions {
+    /// The per-user cache directory: `$XDG_CACHE_HOME/hearth-wasm-edge`, or
+    /// `~/.cache/hearth-wasm-edge`; `None` when neither is known.
+    pub fn default_cache_dir() -> Option<PathBuf> {
+        let xdg = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from);
+        if let Some(dir) = xdg.filter(|d| d.is_absolute()) {
+            return Some(dir.join(CACHE_DIR_NAME));
+        }
+        let home = std::env::var_os("HOME").map(PathBuf::from)?;
+        home.is_absolute()
+            .then(|| home.join(".cache").join(CACHE_DIR_NAME))
+    }
+}
+
+// === impl Runtime ===
 
 impl Runtime {
     /// Builds the engine and linker and starts the epoch ticker.
     pub fn new(options: RuntimeOptions) -> Result<Runtime, LoadError> {
-        let _ = options;
-        todo!("policy runtime")
+        if options.epoch_tick.is_zero() {
+            return Err(LoadError::Runtime("epoch_tick must be positive".into()));
+        }
+        let engine = Engine::new(&engine_config()).map_err(runtime_error)?;
+        let mut linker = Linker::<StoreState>::new(&engine);
+        crate::wasi::add_to_linker(&mut linker).map_err(runtime_error)?;
+        PolicyWorld::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
+            .map_err(runtime_error)?;
+        let ticker = Ticker::start(engine.clone(), options.epoch_tick).map_err(|e| {
+            LoadError::Runtime(format!("cannot start the epoch ticker thread: {e}"))
+        })?;
+        let shared = Arc::new(RuntimeShared {
+            started: Instant::now(),
+            log_sink: RwLock::new(None),
+        });
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                options,
+                shared,
+                hits: AtomicU64::new(0),
+                compiled: AtomicU64::new(0),
+                bad_entries: AtomicU64::new(0),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// Sends every policy log line to `sink` too (in addition to `tracing`);
+    /// `None` removes it.
+    pub fn set_log_sink(&self, sink: Option<LogSink>) {
+        *self
+            .inner
+            .shared
+            .log_sink
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = sink;
+    }
+
+    /// The options the runtime was built with.
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.inner.options
+    }
+
+    /// Counters of the precompiled cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.inner.hits.load(Ordering::Relaxed),
+            compiled: self.inner.compiled.load(Ordering::Relaxed),
+            bad_entries: self.inner.bad_entries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The cache file that holds (or would hold) the precompiled `wasm`;
+    /// `None` without a cache directory.
+    pub fn cache_entry(&self, wasm: &[u8]) -> Option<PathBuf> {
+        let dir = self.inner.options.cache_dir.as_deref()?;
+        Some(cache::entry_path(dir, &self.inner.engine, wasm))
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<StoreState> {
+        &self.inner.linker
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<RuntimeShared> {
+        &self.inner.shared
+    }
+
+    /// Epoch ticks to allow a call of at most `max_time`: rounded up, plus
+    /// one because the current tick is already partly over. A call is thus
+    /// stopped between `max_time` and `max_time + epoch_tick`.
+    pub(crate) fn deadline_ticks(&self, max_time: Duration) -> u64 {
+        let tick = self.inner.options.epoch_tick.as_nanos().max(1);
+        let ticks = max_time.as_nanos().div_ceil(tick);
+        u64::try_from(ticks).unwrap_or(u64::MAX - 1).max(1) + 1
+    }
+
+    /// The compiled component for `wasm` (read from `path`): from the cache
+    /// when it holds a good entry, else compiled and written to the cache.
+    pub(crate) fn component(
+        &self,
+        path: &Path,
+        wasm: &[u8],
+    ) -> Result<(Component, ArtifactSource), LoadError> {
+        let entry = self.cache_entry(wasm);
+        if let Some(entry) = &entry {
+            match cache::load(&self.inner.engine, entry) {
+                Ok(component) => {
+                    self.inner.hits.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(policy = %path.display(), entry = %entry.display(), "loaded precompiled policy");
+                    return Ok((component, ArtifactSource::Cache));
+                }
+                Err(cache::Miss::Absent) => {}
+                Err(miss) => {
+                    self.inner.bad_entries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(policy = %path.display(), "policy cache entry unusable, recompiling: {miss}");
+                }
+            }
+        }
+        let component =
+            Component::new(&self.inner.engine, wasm).map_err(|e| LoadError::Invalid {
+                path: path.to_owned(),
+                message: one_line(&e),
+            })?;
+        self.inner.compiled.fetch_add(1, Ordering::Relaxed);
+        if let Some(entry) = &entry {
+            let written = component
+                .serialize()
+                .map_err(|e| e.to_string())
+                .and_then(|artifact| cache::store(entry, &artifact).map_err(|e| e.to_string()));
+            match written {
+                Ok(()) => {
+                    tracing::debug!(policy = %path.display(), entry = %entry.display(), "cached precompiled policy")
+                }
+                // The cache is an optimisation: a read-only disk costs a
+                // recompile next time, nothing more.
+                Err(e) => {
+                    tracing::warn!(policy = %path.display(), entry = %entry.display(), "cannot write policy cache entry: {e}")
+                }
+            }
+        }
+        Ok((component, ArtifactSource::Compiled))
+    }
+}
+
+/// The engine settings: component model, epoch interruption, pooling.
+fn engine_config() -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(POOL_INSTANCES * CORE_INSTANCES_PER_POLICY)
+        .total_memories(POOL_INSTANCES * MEMORIES_PER_POLICY)
+        .total_tables(POOL_INSTANCES * TABLES_PER_POLICY)
+        .max_memory_size(usize::try_from(MAX_POLICY_MEMORY).unwrap_or(usize::MAX));
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+fn runtime_error(e: wasmtime::Error) -> LoadError {
+    LoadError::Runtime(one_line(&e))
+}
+
+/// A wasmtime error with its causes, on one line.
+pub(crate) fn one_line(e: &wasmtime::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+// === impl Ticker ===
+
+impl Ticker {
+    fn start(engine: Engine, tick: Duration) -> std::io::Result<Ticker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("policy-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Ticker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_covers_max_time_plus_the_partial_tick() {
+        let rt = Runtime::new(RuntimeOptions::default()).unwrap();
+        assert_eq!(rt.deadline_ticks(Duration::from_millis(5)), 6);
+        assert_eq!(rt.deadline_ticks(Duration::from_micros(4_500)), 6);
+        assert_eq!(rt.deadline_ticks(Duration::ZERO), 2);
+    }
+
+    #[test]
+    fn zero_tick_is_refused() {
+        let opts = RuntimeOptions {
+            epoch_tick: Duration::ZERO,
+            ..RuntimeOptions::default()
+        };
+        assert!(matches!(Runtime::new(opts), Err(LoadError::Runtime(_))));
     }
 }

@@ -1,0 +1,495 @@
+//! The case file format (`*.tests.yaml`), parsed strictly: unknown fields
+//! are errors, and every error names the file, line and field. Running the
+//! cases is `harness.rs`'s job.
+//!
+//! ```yaml
+//! config:                 # policy config for every case (optional)
+//!   domain: hearth.example
+//! cases:
+//!   - name: turn is passed through
+//!     hello: { sni: turn.hearth.example, alpn: [h2], source: 203.0.113.7 }
+//!     expect: { passthrough: turn }            # or terminate: <backend>
+//!   - name: unknown name is refused
+//!     hello: { sni: other.example }
+//!     expect: { reject: unknown-sni, alert: unrecognized-name }
+//!   - name: init needs a domain
+//!     config: {}                               # replaces the file's config
+//!     expect: { init_error: "domain" }         # substring of init's message
+//! ```
+//!
+//! `expect` holds exactly one of `passthrough`, `terminate` (each with an
+//! optional `proxy_protocol`: `v2`, `off` or `backend-default`), `reject`
+//! (with an optional `alert`) or `init_error`. An omitted optional field is
+//! not checked.
+//!
+//! `hello` fields, all optional; omitted ones take the value of a typical
+//! modern browser hello (see [`HelloSpec`]): `sni` (omitted = no SNI),
+//! `alpn`, `source`, `source_port`, `local_port`, `legacy_version`,
+//! `supported_versions`, `cipher_suites`, `extensions`, `supported_groups`,
+//! `signature_algorithms`, `key_share_groups`, `ja4`, `has_ech`,
+//! `hello_bytes`. The server name and source address are normalised as the
+//! edge does (lowercase, no trailing dot; IPv4-mapped IPv6 shown as IPv4).
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use super::config::config_map;
+use crate::{Alert, ClientHello, ProxyProtocol};
+
+/// A parsed case file.
+#[derive(Debug, Clone)]
+pub struct CaseFile {
+    /// The config of cases that do not set their own.
+    pub config: Vec<(String, String)>,
+    /// The cases, in file order.
+    pub cases: Vec<Case>,
+}
+
+/// One case: a hello (or just a config) and what must come of it.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// The case's name, for reports.
+    pub name: String,
+    /// The case's own config, replacing the file's.
+    pub config: Option<Vec<(String, String)>>,
+    /// The hello given to `decide`.
+    pub hello: ClientHello,
+    /// The expected outcome.
+    pub expect: Expect,
+}
+
+/// What a case expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// `passthrough(route)` to this backend.
+    Passthrough {
+        /// Backend name.
+        backend: String,
+        /// Checked when given.
+        proxy_protocol: Option<ProxyProtocol>,
+    },
+    /// `terminate(route)` to this backend.
+    Terminate {
+        /// Backend name.
+        backend: String,
+        /// Checked when given.
+        proxy_protocol: Option<ProxyProtocol>,
+    },
+    /// `reject` with this reason.
+    Reject {
+        /// The reason, exactly.
+        reason: String,
+        /// Checked when given.
+        alert: Option<Alert>,
+    },
+    /// `init` refuses the config with a message containing this text.
+    InitError(String),
+}
+
+// --- The raw YAML shapes ---
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default, deserialize_with = "de_config")]
+    config: Vec<(String, String)>,
+    cases: Vec<RawCase>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    name: String,
+    #[serde(default, deserialize_with = "de_case_config")]
+    config: Option<Vec<(String, String)>>,
+    #[serde(default)]
+    hello: HelloSpec,
+    expect: RawExpect,
+}
+
+/// The `hello:` of a case. Every field is optional; the defaults describe
+/// a TLS 1.3 hello from a current browser.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HelloSpec {
+    /// Server name; `None` = no SNI.
+    pub sni: Option<String>,
+    /// ALPN protocols; default none.
+    pub alpn: Vec<String>,
+    /// Client IP address; default `203.0.113.7`.
+    pub source: String,
+    /// Client port; default 40000.
+    pub source_port: u16,
+    /// Local port; default 443.
+    pub local_port: u16,
+    /// Default 0x0303.
+    pub legacy_version: u16,
+    /// Default `[0x0304, 0x0303]`.
+    pub supported_versions: Vec<u16>,
+    /// Default the three TLS 1.3 suites and two ECDHE ones.
+    pub cipher_suites: Vec<u16>,
+    /// Default a typical extension list.
+    pub extensions: Vec<u16>,
+    /// Default X25519MLKEM768, X25519, P-256.
+    pub supported_groups: Vec<u16>,
+    /// Default ECDSA-P256, RSA-PSS, RSA-PKCS1 with SHA-256.
+    pub signature_algorithms: Vec<u16>,
+    /// Default X25519MLKEM768, X25519.
+    pub key_share_groups: Vec<u16>,
+    /// Default empty.
+    pub ja4: String,
+    /// Default false.
+    pub has_ech: bool,
+    /// Default 512.
+    pub hello_bytes: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    passthrough: Option<String>,
+    terminate: Option<String>,
+    reject: Option<String>,
+    init_error: Option<String>,
+    proxy_protocol: Option<RawProxyProtocol>,
+    alert: Option<RawAlert>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum RawProxyProtocol {
+    BackendDefault,
+    Off,
+    V2,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum RawAlert {
+    UnrecognizedName,
+    AccessDenied,
+    HandshakeFailure,
+    ProtocolVersion,
+    InternalError,
+    Close,
+}
+
+// === impl HelloSpec ===
+
+impl Default for HelloSpec {
+    fn default() -> Self {
+        HelloSpec {
+            sni: None,
+            alpn: Vec::new(),
+            source: "203.0.113.7".into(),
+            source_port: 40_000,
+            local_port: 443,
+            legacy_version: 0x0303,
+            supported_versions: vec![0x0304, 0x0303],
+            cipher_suites: vec![0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f],
+            extensions: vec![
+                0x0000, 0x0017, 0xff01, 0x000a, 0x000b, 0x0023, 0x0010, 0x0005, 0x000d, 0x0033,
+                0x002d, 0x002b,
+            ],
+            supported_groups: vec![0x11ec, 0x001d, 0x0017],
+            signature_algorithms: vec![0x0403, 0x0804, 0x0401],
+            key_share_groups: vec![0x11ec, 0x001d],
+            ja4: String::new(),
+            has_ech: false,
+            hello_bytes: 512,
+        }
+    }
+}
+
+impl HelloSpec {
+    /// The hello as the edge would present it to the policy.
+    pub fn to_hello(&self) -> Result<ClientHello, String> {
+        let source: IpAddr = self
+            .source
+            .parse()
+            .map_err(|_| format!("source {:?} is not an IP address", self.source))?;
+        let source = match source {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        Ok(ClientHello {
+            server_name: self.sni.as_deref().map(normalise_name),
+            alpn: self.alpn.clone(),
+            source_addr: source.to_string(),
+            source_port: self.source_port,
+            local_port: self.local_port,
+            legacy_version: self.legacy_version,
+            supported_versions: self.supported_versions.clone(),
+            cipher_suites: self.cipher_suites.clone(),
+            extensions: self.extensions.clone(),
+            supported_groups: self.supported_groups.clone(),
+            signature_algorithms: self.signature_algorithms.clone(),
+            key_share_groups: self.key_share_groups.clone(),
+            ja4: self.ja4.clone(),
+            has_ech: self.has_ech,
+            hello_bytes: self.hello_bytes,
+        })
+    }
+}
+
+/// Lowercase, trailing dot removed: the form the edge gives policies.
+fn normalise_name(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+}
+
+// === parsing ===
+
+/// A case file that cannot be used, with where the problem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// The field path, e.g. `cases[2].expect`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Parses a case file's text.
+pub fn parse(text: &str) -> Result<CaseFile, ParseError> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    let raw: RawFile = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let location = inner.location();
+        ParseError {
+            line: location.as_ref().map(|l| l.line()),
+            column: location.as_ref().map(|l| l.column()),
+            field,
+            message: strip_location(&inner.to_string()),
+        }
+    })?;
+    let mut cases = Vec::with_capacity(raw.cases.len());
+    for (i, c) in raw.cases.into_iter().enumerate() {
+        // Checks serde cannot express; located by field path (serde_yaml
+        // keeps no positions after deserialisation).
+        let at = |field: &str, message: String| ParseError {
+            line: None,
+            column: None,
+            field: format!("cases[{i}].{field}"),
+            message: format!("{message} (case {:?})", c.name),
+        };
+        let expect = c.expect.into_expect().map_err(|m| at("expect", m))?;
+        let hello = c.hello.to_hello().map_err(|m| at("hello.source", m))?;
+        cases.push(Case {
+            name: c.name,
+            config: c.config,
+            hello,
+            expect,
+        });
+    }
+    Ok(CaseFile {
+        config: raw.config,
+        cases,
+    })
+}
+
+/// serde_yaml prefixes messages with its own field path and appends " at
+/// line L column C"; both are reported separately.
+fn strip_location(message: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    };
+    match message.split_once(": ") {
+        Some((path, rest)) if !path.contains(char::is_whitespace) => rest.to_owned(),
+        _ => message.to_owned(),
+    }
+}
+
+fn de_config<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    let value = Value::deserialize(d)?;
+    config_map(&value).map_err(serde::de::Error::custom)
+}
+
+fn de_case_config<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<(String, String)>>, D::Error> {
+    de_config(d).map(Some)
+}
+
+impl RawExpect {
+    fn into_expect(self) -> Result<Expect, String> {
+        let proxy_protocol = self.proxy_protocol.map(|p| match p {
+            RawProxyProtocol::BackendDefault => ProxyProtocol::BackendDefault,
+            RawProxyProtocol::Off => ProxyProtocol::Off,
+            RawProxyProtocol::V2 => ProxyProtocol::V2,
+        });
+        let alert = self.alert.map(|a| match a {
+            RawAlert::UnrecognizedName => Alert::UnrecognizedName,
+            RawAlert::AccessDenied => Alert::AccessDenied,
+            RawAlert::HandshakeFailure => Alert::HandshakeFailure,
+            RawAlert::ProtocolVersion => Alert::ProtocolVersion,
+            RawAlert::InternalError => Alert::InternalError,
+            RawAlert::Close => Alert::Close,
+        });
+        let expect = match (
+            self.passthrough,
+            self.terminate,
+            self.reject,
+            self.init_error,
+        ) {
+            (Some(backend), None, None, None) => Expect::Passthrough {
+                backend,
+                proxy_protocol,
+            },
+            (None, Some(backend), None, None) => Expect::Terminate {
+                backend,
+                proxy_protocol,
+            },
+            (None, None, Some(reason), None) => Expect::Reject { reason, alert },
+            (None, None, None, Some(text)) => Expect::InitError(text),
+            _ => {
+                return Err(
+                    "expect needs exactly one of passthrough, terminate, reject, init_error".into(),
+                );
+            }
+        };
+        let routes = matches!(
+            expect,
+            Expect::Passthrough { .. } | Expect::Terminate { .. }
+        );
+        if proxy_protocol.is_some() && !routes {
+            return Err("proxy_protocol goes with passthrough or terminate".into());
+        }
+        if alert.is_some() && !matches!(expect, Expect::Reject { .. }) {
+            return Err("alert goes with reject".into());
+        }
+        Ok(expect)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+config:
+  domain: hearth.example
+  port: 8443
+cases:
+  - name: turn
+    hello: { sni: Turn.Hearth.Example., alpn: [h2], source: '::ffff:192.0.2.1' }
+    expect: { passthrough: turn, proxy_protocol: v2 }
+  - name: no sni
+    expect: { reject: no-sni, alert: unrecognized-name }
+  - name: init
+    config: {}
+    expect: { init_error: domain }
+";
+
+    #[test]
+    fn a_good_file_parses() {
+        let f = parse(GOOD).unwrap();
+        assert_eq!(
+            f.config,
+            vec![
+                ("domain".into(), "hearth.example".into()),
+                ("port".into(), "8443".into())
+            ]
+        );
+        assert_eq!(f.cases.len(), 3);
+        let turn = &f.cases[0];
+        assert_eq!(
+            turn.hello.server_name.as_deref(),
+            Some("turn.hearth.example")
+        );
+        assert_eq!(turn.hello.source_addr, "192.0.2.1");
+        assert_eq!(turn.hello.alpn, ["h2"]);
+        assert_eq!(
+            turn.expect,
+            Expect::Passthrough {
+                backend: "turn".into(),
+                proxy_protocol: Some(ProxyProtocol::V2)
+            }
+        );
+        assert_eq!(f.cases[1].hello.server_name, None);
+        assert_eq!(f.cases[2].config, Some(vec![]));
+        assert_eq!(f.cases[2].expect, Expect::InitError("domain".into()));
+        assert_eq!(f.cases[0].config, None);
+    }
+
+    #[test]
+    fn an_unknown_hello_field_names_line_and_field() {
+        let text =
+            "cases:\n  - name: x\n    hello: { sni: a, snii: b }\n    expect: { passthrough: t }\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e:?}");
+        assert_eq!(e.field, "cases[0].hello.snii", "{e:?}");
+        assert!(e.message.contains("unknown field `snii`"), "{e:?}");
+    }
+
+    #[test]
+    fn an_unknown_expect_field_is_refused() {
+        let text = "cases:\n  - name: x\n    expect: { passthru: t }\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.field.starts_with("cases[0].expect"), "{e:?}");
+    }
+
+    #[test]
+    fn a_bad_alert_is_refused() {
+        let text = "cases:\n  - name: x\n    expect: { reject: r, alert: nope }\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.field, "cases[0].expect.alert", "{e:?}");
+        assert!(e.message.contains("unknown variant `nope`"), "{e:?}");
+    }
+
+    #[test]
+    fn two_outcomes_are_refused() {
+        let text = "cases:\n  - name: x\n    expect: { passthrough: a, terminate: b }\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.field, "cases[0].expect");
+        assert!(e.message.contains("exactly one"), "{e:?}");
+    }
+
+    #[test]
+    fn an_alert_without_reject_is_refused() {
+        let text = "cases:\n  - name: x\n    expect: { passthrough: a, alert: close }\n";
+        assert!(
+            parse(text)
+                .unwrap_err()
+                .message
+                .contains("alert goes with reject")
+        );
+    }
+
+    #[test]
+    fn a_bad_source_is_refused() {
+        let text =
+            "cases:\n  - name: x\n    hello: { source: nowhere }\n    expect: { reject: r }\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.field, "cases[0].hello.source");
+    }
+
+    #[test]
+    fn a_nested_config_value_names_its_field() {
+        let text = "config:\n  routes: [a]\ncases: []\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.field, "config", "{e:?}");
+        assert!(e.message.contains("\"routes\""), "{e:?}");
+    }
+
+    #[test]
+    fn a_missing_name_is_refused() {
+        let text = "cases:\n  - expect: { reject: r }\n";
+        let e = parse(text).unwrap_err();
+        assert!(e.message.contains("missing field `name`"), "{e:?}");
+        assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn unknown_top_level_fields_are_refused() {
+        let e = parse("cases: []\ncasez: []\n").unwrap_err();
+        assert!(e.message.contains("unknown field `casez`"), "{e:?}");
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests of the policy runtime against real wasm guests (the
+//! misbehaving ones of `tests/guests/`, and the shipped policies when built).
+//! Run `policies/build.sh` first. One binary, a module per topic.
+
+mod runtime {
+    mod cache;
+    mod capabilities;
+    mod faults;
+    mod loading;
+    mod shipped;
+    mod support;
+}

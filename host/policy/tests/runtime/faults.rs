@@ -1,0 +1,172 @@
+//! A policy that panics, loops or hogs memory costs one decision: the error
+//! says which, and the next decision on the same `Policy` works.
+
+use std::time::{Duration, Instant};
+
+use hearth_edge_policy::guests::{HOG, SPIN, TRAP, guest};
+use hearth_edge_policy::{Decision, Limits, Policy};
+
+use super::support::{hello, runtime};
+
+fn assert_ok_passthrough(decision: Decision) {
+    match decision {
+        Decision::Passthrough(route) => assert_eq!(route.backend, "ok"),
+        other => panic!("expected passthrough to ok, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_panic_is_a_trap_with_the_message_and_the_next_decision_works() {
+    let rt = runtime();
+    let policy = Policy::load(&rt, &guest(TRAP), vec![], Limits::default()).unwrap();
+    let err = policy.decide(&hello(Some("trap.test"))).unwrap_err();
+    assert_eq!(err.kind(), "trap", "{err}");
+    assert!(
+        err.to_string().contains("trap guest asked to panic"),
+        "panic message missing: {err}"
+    );
+    assert_eq!(
+        policy.idle_instances(),
+        0,
+        "the trapped instance was discarded"
+    );
+    assert_ok_passthrough(policy.decide(&hello(Some("fine.test"))).unwrap());
+    let stats = policy.stats();
+    assert_eq!(
+        (stats.failures, stats.decisions, stats.instantiations),
+        (1, 1, 1)
+    );
+}
+
+#[test]
+fn a_panic_inside_a_tokio_task_is_still_just_a_trap() {
+    // The data path calls `decide` from async code; a panicking guest writes
+    // to stderr and flushes it, which must not need `block_on`.
+    let rt = runtime();
+    let policy = Policy::load(&rt, &guest(TRAP), vec![], Limits::default()).unwrap();
+    let tokio_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (trapped, next) = tokio_rt.block_on(async {
+        let trapped = policy.decide(&hello(Some("trap.test")));
+        let next = policy.decide(&hello(Some("fine.test")));
+        (trapped, next)
+    });
+    let err = trapped.unwrap_err();
+    assert_eq!(err.kind(), "trap");
+    assert!(
+        err.to_string().contains("trap guest asked to panic"),
+        "{err}"
+    );
+    assert_ok_passthrough(next.unwrap());
+}
+
+#[test]
+fn an_endless_loop_times_out_and_the_next_decision_works() {
+    let rt = runtime();
+    let limits = Limits {
+        max_time: Duration::from_millis(20),
+        ..Limits::default()
+    };
+    let policy = Policy::load(&rt, &guest(SPIN), vec![], limits).unwrap();
+    let started = Instant::now();
+    let err = policy.decide(&hello(Some("spin.test"))).unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.kind(), "timeout", "{err}");
+    assert!(
+        took >= limits.max_time,
+        "stopped after {took:?}, before max_time"
+    );
+    println!(
+        "spin: max_time {:?}, interrupted after {took:?}",
+        limits.max_time
+    );
+    assert_ok_passthrough(policy.decide(&hello(Some("fine.test"))).unwrap());
+}
+
+#[test]
+fn unbounded_allocation_hits_the_memory_cap_and_the_next_decision_works() {
+    let rt = runtime();
+    let limits = Limits {
+        max_memory: 8 << 20,
+        ..Limits::default()
+    };
+    let policy = Policy::load(&rt, &guest(HOG), vec![], limits).unwrap();
+    let err = policy.decide(&hello(Some("hog.test"))).unwrap_err();
+    assert_eq!(err.kind(), "memory", "{err}");
+    assert_ok_passthrough(policy.decide(&hello(Some("fine.test"))).unwrap());
+}
+
+#[test]
+fn instances_are_reused_between_decisions() {
+    let rt = runtime();
+    let policy = Policy::load(&rt, &guest(TRAP), vec![], Limits::default()).unwrap();
+    for _ in 0..100 {
+        assert_ok_passthrough(policy.decide(&hello(Some("fine.test"))).unwrap());
+    }
+    assert_eq!(
+        policy.stats().instantiations,
+        0,
+        "the instance from load served every call"
+    );
+    assert_eq!(policy.idle_instances(), 1);
+}
+
+#[test]
+fn concurrent_decisions_each_get_an_instance() {
+    const THREADS: usize = 8;
+    const CALLS: usize = 200;
+    let rt = runtime();
+    let policy = Policy::load(&rt, &guest(TRAP), vec![], Limits::default()).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let policy = &policy;
+            s.spawn(move || {
+                for i in 0..CALLS {
+                    // Every 50th call of each thread traps.
+                    let sni = if i % 50 == 49 {
+                        "trap.test"
+                    } else {
+                        "fine.test"
+                    };
+                    let r = policy.decide(&hello(Some(sni)));
+                    assert_eq!(r.is_err(), sni == "trap.test", "thread {t} call {i}: {r:?}");
+                }
+            });
+        }
+    });
+    let stats = policy.stats();
+    assert_eq!(stats.decisions as usize, THREADS * CALLS * 49 / 50);
+    assert_eq!(stats.failures as usize, THREADS * CALLS / 50);
+    assert!(
+        policy.idle_instances() <= THREADS,
+        "{} idle",
+        policy.idle_instances()
+    );
+}
+
+#[test]
+fn guest_log_lines_reach_the_log_sink() {
+    use std::sync::{Arc, Mutex};
+    let rt = runtime();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    rt.set_log_sink(Some(Arc::new(
+        move |r: &hearth_edge_policy::LogRecord<'_>| {
+            sink.lock()
+                .unwrap()
+                .push(format!("{}: {:?} {}", r.policy, r.level, r.message));
+        },
+    )));
+    let policy = Policy::load(&rt, &guest(TRAP), vec![], Limits::default()).unwrap();
+    policy.decide(&hello(Some("log.test"))).unwrap();
+    let lines = lines.lock().unwrap();
+    assert_eq!(
+        *lines,
+        [
+            "guest_trap: Level::Info trap guest initialised",
+            "guest_trap: Level::Warn decide called for log.test",
+        ]
+    );
+}
