@@ -15,7 +15,9 @@
 //! | `no_sni` | the action for a hello without SNI that no route matched; default: `fallback` |
 //!
 //! The first matching route wins. Any other key, or any entry that does not
-//! parse, makes `init` fail with the key (and line) and the problem.
+//! parse, makes `init` fail with the key (and line) and the problem. A route
+//! that an earlier one always pre-empts (`a.example` after `*.example`) is
+//! accepted, with a warning in the edge's log.
 //!
 //! # Routes
 //!
@@ -155,6 +157,8 @@ impl Policy for SniTable {
             }
             None => numbered(config)?,
         };
+        warn_shadowed(&routes);
+        let routes = routes.into_iter().map(|(_, route)| route).collect();
         let fallback = match config.optional(FALLBACK_KEY) {
             Some(text) => action(FALLBACK_KEY, text)?,
             None => Decision::reject(UNKNOWN_SNI, Alert::UnrecognizedName),
@@ -181,8 +185,11 @@ impl Policy for SniTable {
     }
 }
 
+/// Routes with where they came from (`route.3`, `routes line 2`), for messages.
+type Labelled = Vec<(String, Route)>;
+
 /// Routes from `route.<n>` keys, in increasing `<n>`.
-fn numbered(config: &Config) -> Result<Vec<Route>, ConfigError> {
+fn numbered(config: &Config) -> Result<Labelled, ConfigError> {
     let mut numbered: Vec<(u32, &str, Route)> = Vec::new();
     for (key, value) in config.pairs() {
         let Some(suffix) = key.strip_prefix(ROUTE_PREFIX) else {
@@ -206,11 +213,14 @@ fn numbered(config: &Config) -> Result<Vec<Route>, ConfigError> {
         numbered.push((number, key, route));
     }
     numbered.sort_by_key(|(n, _, _)| *n);
-    Ok(numbered.into_iter().map(|(_, _, route)| route).collect())
+    Ok(numbered
+        .into_iter()
+        .map(|(_, key, route)| (key.to_owned(), route))
+        .collect())
 }
 
 /// Routes from the lines of `routes`.
-fn lines(text: &str) -> Result<Vec<Route>, ConfigError> {
+fn lines(text: &str) -> Result<Labelled, ConfigError> {
     let mut routes = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -223,9 +233,21 @@ fn lines(text: &str) -> Result<Vec<Route>, ConfigError> {
                 index + 1
             ))
         })?;
-        routes.push(route);
+        routes.push((format!("{ROUTES_KEY} line {}", index + 1), route));
     }
     Ok(routes)
+}
+
+/// Logs a warning for each route that an earlier one always pre-empts: a
+/// likely ordering mistake, though not an invalid table.
+fn warn_shadowed(routes: &Labelled) {
+    for (index, (label, route)) in routes.iter().enumerate() {
+        if let Some((earlier, _)) = routes[..index].iter().find(|(_, e)| e.covers(route)) {
+            hearth_edge_sdk::warn!(
+                "{label} can never match: {earlier}, before it, matches every connection it would"
+            );
+        }
+    }
 }
 
 fn action(key: &str, text: &str) -> Result<Decision, ConfigError> {
@@ -383,6 +405,39 @@ mod tests {
         assert_eq!(
             init_error(&[("fallbak", "passthrough web")]),
             r#"unknown key "fallbak" (known keys: route.<n>, routes, fallback, no_sni)"#
+        );
+    }
+
+    #[test]
+    fn shadowed_routes_are_logged_at_init() {
+        use hearth_edge_sdk::Level;
+        use hearth_edge_sdk::host::native;
+
+        native::reset();
+        table(&[
+            ("route.1", "*.example -> passthrough wild"),
+            ("route.2", "a.example -> passthrough a"),
+            ("route.3", "b.c.example -> passthrough b"),
+        ]);
+        assert_eq!(
+            native::take_logs(),
+            [(
+                Level::Warn,
+                "route.2 can never match: route.1, before it, matches every connection it would"
+                    .to_owned()
+            )]
+        );
+        table(&[(
+            "routes",
+            "* -> passthrough any\n\nx.example -> passthrough x",
+        )]);
+        assert_eq!(
+            native::take_logs(),
+            [(
+                Level::Warn,
+                "routes line 3 can never match: routes line 1, before it, matches every connection it would"
+                    .to_owned()
+            )]
         );
     }
 

@@ -127,6 +127,48 @@ impl Route {
     }
 }
 
+// === shadowing ===
+
+impl Route {
+    /// True if every hello that `later` matches is matched by `self` too, so
+    /// `later` can never win when it comes after `self`. Conservative: a
+    /// `false` may still be a shadowed route, a `true` always is.
+    pub fn covers(&self, later: &Route) -> bool {
+        let names = self.names.is_empty()
+            || (!later.names.is_empty()
+                && later
+                    .names
+                    .iter()
+                    .all(|b| self.names.iter().any(|a| pattern_covers(a, b))));
+        let alpn = self.alpn.is_empty()
+            || (!later.alpn.is_empty() && later.alpn.iter().all(|b| self.alpn.contains(b)));
+        let sources = self.sources.is_empty()
+            || (!later.sources.is_empty()
+                && later
+                    .sources
+                    .iter()
+                    .all(|b| self.sources.iter().any(|a| range_covers(a, b))));
+        let ports = self.ports.is_empty()
+            || (!later.ports.is_empty() && later.ports.iter().all(|b| self.ports.contains(b)));
+        names && alpn && sources && ports
+    }
+}
+
+fn pattern_covers(a: &Pattern, b: &Pattern) -> bool {
+    match (a, b) {
+        (Pattern::Any, _) => true,
+        (Pattern::Wildcard(x), Pattern::Wildcard(y)) | (Pattern::Exact(x), Pattern::Exact(y)) => {
+            x == y
+        }
+        (Pattern::Wildcard(_), Pattern::Exact(name)) => a.matches(name),
+        _ => false,
+    }
+}
+
+fn range_covers(a: &Cidr, b: &Cidr) -> bool {
+    a.prefix() <= b.prefix() && a.contains(b.network())
+}
+
 /// Splits the matcher side on whitespace, rejoining a `key=a, b` list whose
 /// items were separated by ", " (a token ending in a comma continues).
 fn matcher_tokens(text: &str) -> Vec<String> {
@@ -336,6 +378,56 @@ mod tests {
         h = good.clone();
         h.local_port = 8443;
         assert!(!r.matches(&h), "port");
+    }
+
+    #[test]
+    fn covering_routes_are_detected() {
+        let covers = |a: &str, b: &str| route(a).covers(&route(b));
+        assert!(covers("* -> passthrough x", "a.example -> passthrough y"));
+        assert!(covers(
+            "source=10.0.0.0/8 -> passthrough x",
+            "* source=10.1.0.0/16 -> passthrough y"
+        ));
+        assert!(covers(
+            "*.example -> passthrough x",
+            "a.example b.example alpn=h2 -> passthrough y"
+        ));
+        assert!(covers(
+            "a.example alpn=h2,http/1.1 -> passthrough x",
+            "a.example alpn=h2 port=443 -> passthrough y"
+        ));
+        assert!(covers(
+            "port=443,8443 -> passthrough x",
+            "port=443 -> passthrough y"
+        ));
+        assert!(
+            !covers("* -> passthrough x", "source=10.0.0.0/8 -> passthrough y"),
+            "no-SNI hellos"
+        );
+        assert!(!covers(
+            "*.example -> passthrough x",
+            "a.b.example -> passthrough y"
+        ));
+        assert!(!covers(
+            "a.example -> passthrough x",
+            "*.example -> passthrough y"
+        ));
+        assert!(!covers(
+            "a.example alpn=h2 -> passthrough x",
+            "a.example -> passthrough y"
+        ));
+        assert!(!covers(
+            "source=10.1.0.0/16 -> passthrough x",
+            "source=10.0.0.0/8 -> passthrough y"
+        ));
+        assert!(!covers(
+            "source=10.0.0.0/8 -> passthrough x",
+            "source=2001:db8::/32 -> passthrough y"
+        ));
+        assert!(!covers(
+            "port=443 -> passthrough x",
+            "port=443,8443 -> passthrough y"
+        ));
     }
 
     #[test]
