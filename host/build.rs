@@ -6,10 +6,13 @@
 use std::path::PathBuf;
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
     let shipped = manifest.join("../policies/hearth.wasm");
     println!("cargo:rerun-if-changed={}", shipped.display());
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded-hearth.wasm");
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("embedded-hearth.wasm");
     let bytes = std::fs::read(&shipped).unwrap_or_default();
     std::fs::write(&out, bytes).expect("write OUT_DIR/embedded-hearth.wasm");
 }

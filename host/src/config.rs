@@ -210,19 +210,32 @@ impl Config {
     /// `policy.path`.
     pub fn load(path: &Path, policy: Option<&Path>) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Config::from_yaml(&text, &file, &base_dir, policy)
     }
 
     /// The embedded local profile with the given policy file.
     pub fn embedded(policy: &Path) -> Result<Config, ConfigError> {
-        Config::from_yaml(EMBEDDED_PROFILE, EMBEDDED_NAME, Path::new("."), Some(policy))
+        Config::from_yaml(
+            EMBEDDED_PROFILE,
+            EMBEDDED_NAME,
+            Path::new("."),
+            Some(policy),
+        )
     }
 
     /// Validates YAML `text`; `file` names it in errors, `base_dir` anchors
     /// relative paths.
-    pub fn from_yaml(text: &str, file: &str, base_dir: &Path, policy: Option<&Path>) -> Result<Config, ConfigError> {
+    pub fn from_yaml(
+        text: &str,
+        file: &str,
+        base_dir: &Path,
+        policy: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
         let invalid = |position, field: String, message: String| ConfigError::Invalid {
             file: file.to_owned(),
             position,
@@ -230,7 +243,10 @@ impl Config {
             message,
         };
         let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-            let position = e.location().map(|l| Position { line: l.line(), column: l.column() });
+            let position = e.location().map(|l| Position {
+                line: l.line(),
+                column: l.column(),
+            });
             invalid(position, String::new(), yaml_message(&e))
         })?;
         if value.is_null() {
@@ -240,7 +256,11 @@ impl Config {
         let raw: raw::RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let message = e.into_inner().to_string();
-            let (field, position) = if path == "." { (String::new(), None) } else { (path.clone(), locations.find(&path)) };
+            let (field, position) = if path == "." {
+                (String::new(), None)
+            } else {
+                (path.clone(), locations.find(&path))
+            };
             invalid(position, field, message)
         })?;
         let cx = validate::Context {
@@ -248,7 +268,8 @@ impl Config {
             policy_override: policy,
             default_data_dir: crate::tls::local_ca::default_dir(),
         };
-        validate::validate(raw, &cx).map_err(|e| invalid(locations.find(&e.path), e.path, e.message))
+        validate::validate(raw, &cx)
+            .map_err(|e| invalid(locations.find(&e.path), e.path, e.message))
     }
 }
 
@@ -257,7 +278,11 @@ impl Config {
 fn yaml_message(error: &serde_yaml::Error) -> String {
     let text = error.to_string();
     match error.location() {
-        Some(l) => text.replacen(&format!(" at line {} column {}", l.line(), l.column()), "", 1),
+        Some(l) => text.replacen(
+            &format!(" at line {} column {}", l.line(), l.column()),
+            "",
+            1,
+        ),
         None => text,
     }
 }
@@ -301,22 +326,31 @@ mod tests {
     #[test]
     fn every_invalid_config_fails_with_its_golden_error() {
         let names = yaml_files("invalid");
-        assert!(names.len() >= 10, "expected the golden set, found {names:?}");
+        assert!(
+            names.len() >= 10,
+            "expected the golden set, found {names:?}"
+        );
         let mut mismatches = Vec::new();
         for name in names {
-            let expected_file = Path::new(TESTDATA).join("invalid").join(name.replace(".yaml", ".err"));
+            let expected_file = Path::new(TESTDATA)
+                .join("invalid")
+                .join(name.replace(".yaml", ".err"));
             if std::env::var_os("UPDATE_GOLDEN").is_some() {
                 // Regenerate, then review the diff by eye before committing.
-                let actual = load_relative("invalid", &name).err().map(|e| e.to_string()).unwrap_or_default();
+                let actual = load_relative("invalid", &name)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
                 std::fs::write(&expected_file, format!("{actual}\n")).unwrap();
             }
             let expected = std::fs::read_to_string(&expected_file)
                 .unwrap_or_else(|_| panic!("{} has no .err file", name));
             match load_relative("invalid", &name) {
                 Ok(_) => mismatches.push(format!("{name}: loaded, expected an error")),
-                Err(e) if e.to_string() != expected.trim_end() => {
-                    mismatches.push(format!("{name}:\n  expected: {}\n  actual:   {e}", expected.trim_end()))
-                }
+                Err(e) if e.to_string() != expected.trim_end() => mismatches.push(format!(
+                    "{name}:\n  expected: {}\n  actual:   {e}",
+                    expected.trim_end()
+                )),
                 Err(_) => {}
             }
         }
@@ -338,8 +372,14 @@ mod tests {
     fn full_example_has_every_field_and_its_defaults() {
         let config = load_relative("valid", "full.yaml").unwrap();
         assert_eq!(config.listen.len(), 2);
-        assert_eq!(config.policy.config[0], ("domain".to_owned(), "hearth.example".to_owned()));
-        assert_eq!(config.policy.on_error, OnError::Backend("pocketbase".to_owned()));
+        assert_eq!(
+            config.policy.config[0],
+            ("domain".to_owned(), "hearth.example".to_owned())
+        );
+        assert_eq!(
+            config.policy.on_error,
+            OnError::Backend("pocketbase".to_owned())
+        );
         assert_eq!(config.policy.limits.max_time, Duration::from_millis(5));
         assert_eq!(config.limits.client_hello_max_bytes, 16 * 1024);
         assert_eq!(config.limits.idle_timeout, Duration::from_secs(600));
@@ -347,7 +387,10 @@ mod tests {
         assert!(turn.proxy_protocol_v2);
         assert_eq!(turn.alpn, ["http/1.1"]);
         assert_eq!(config.backends["livekit"].alpn, ["h2", "http/1.1"]);
-        assert_eq!(config.backends["pocketbase"].addr.to_string(), "localhost:8090");
+        assert_eq!(
+            config.backends["pocketbase"].addr.to_string(),
+            "localhost:8090"
+        );
         assert_eq!(config.tls.certificates.len(), 2);
         assert_eq!(config.tls.certificates[1].names, ["lk.hearth.example"]);
         assert_eq!(config.log.format, LogFormat::Json);
@@ -356,8 +399,14 @@ mod tests {
     #[test]
     fn minimal_config_gets_the_documented_defaults() {
         let config = load_relative("valid", "minimal.yaml").unwrap();
-        assert_eq!(config.limits.client_hello_timeout, DEFAULT_CLIENT_HELLO_TIMEOUT);
-        assert_eq!(config.limits.backend_dial_timeout, DEFAULT_BACKEND_DIAL_TIMEOUT);
+        assert_eq!(
+            config.limits.client_hello_timeout,
+            DEFAULT_CLIENT_HELLO_TIMEOUT
+        );
+        assert_eq!(
+            config.limits.backend_dial_timeout,
+            DEFAULT_BACKEND_DIAL_TIMEOUT
+        );
         assert_eq!(config.limits.max_concurrent_conns, 10_000);
         assert_eq!(config.policy.on_error, OnError::Reject);
         assert_eq!(config.log.level, tracing::Level::INFO);
@@ -366,24 +415,47 @@ mod tests {
     #[test]
     fn policy_override_replaces_the_configured_path() {
         let text = "listen: \"127.0.0.1:0\"\npolicy: { path: missing.wasm }\n";
-        let config = Config::from_yaml(text, "x.yaml", Path::new("/nonexistent"), Some(Path::new("/p.wasm"))).unwrap();
+        let config = Config::from_yaml(
+            text,
+            "x.yaml",
+            Path::new("/nonexistent"),
+            Some(Path::new("/p.wasm")),
+        )
+        .unwrap();
         assert_eq!(config.policy.path, Path::new("/p.wasm"));
         let err = Config::from_yaml(text, "x.yaml", Path::new("/nonexistent"), None).unwrap_err();
-        assert_eq!(err.to_string(), "x.yaml:2:11: policy.path: no such file /nonexistent/missing.wasm");
+        assert_eq!(
+            err.to_string(),
+            "x.yaml:2:11: policy.path: no such file /nonexistent/missing.wasm"
+        );
     }
 
     #[test]
     fn embedded_profile_is_valid() {
         let config = Config::embedded(Path::new("policies/hearth.wasm")).unwrap();
-        assert_eq!(config.listen, ["127.0.0.1:8443".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            config.listen,
+            ["127.0.0.1:8443".parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(config.backends.len(), 3);
         let ca = config.tls.local_ca.as_ref().unwrap();
-        assert_eq!(ca.names, ["hearth.localhost", "lk.hearth.localhost", "turn.hearth.localhost"]);
+        assert_eq!(
+            ca.names,
+            [
+                "hearth.localhost",
+                "lk.hearth.localhost",
+                "turn.hearth.localhost"
+            ]
+        );
     }
 
     #[test]
     fn missing_file_names_the_file() {
         let err = Config::load(Path::new("/nonexistent/edge.yaml"), None).unwrap_err();
-        assert!(err.to_string().starts_with("/nonexistent/edge.yaml: cannot read:"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/edge.yaml: cannot read:"),
+            "{err}"
+        );
     }
 }

@@ -80,7 +80,9 @@ impl ConnError {
             | ConnError::HelloIo(_)
             | ConnError::Handshake(_)
             | ConnError::HandshakeTimeout(_) => Side::Client,
-            ConnError::Dial { .. } | ConnError::DialTimeout { .. } | ConnError::BackendIo(_) => Side::Backend,
+            ConnError::Dial { .. } | ConnError::DialTimeout { .. } | ConnError::BackendIo(_) => {
+                Side::Backend
+            }
             ConnError::Policy(_) => Side::Policy,
             ConnError::NoTlsConfig(_) => Side::Internal,
         }
@@ -106,16 +108,39 @@ mod tests {
     #[test]
     fn every_side_maps_to_a_response() {
         let cases = [
-            (ConnError::HelloTimeout(Duration::from_secs(5)), Side::Client, Alert::Close),
-            (ConnError::Hello(HelloError::Truncated { received: 3 }), Side::Client, Alert::Close),
-            (ConnError::Policy(PolicyError::Timeout), Side::Policy, Alert::InternalError),
             (
-                ConnError::DialTimeout { addr: "127.0.0.1:1".into(), timeout: Duration::from_secs(5) },
+                ConnError::HelloTimeout(Duration::from_secs(5)),
+                Side::Client,
+                Alert::Close,
+            ),
+            (
+                ConnError::Hello(HelloError::Truncated { received: 3 }),
+                Side::Client,
+                Alert::Close,
+            ),
+            (
+                ConnError::Policy(PolicyError::Timeout),
+                Side::Policy,
+                Alert::InternalError,
+            ),
+            (
+                ConnError::DialTimeout {
+                    addr: "127.0.0.1:1".into(),
+                    timeout: Duration::from_secs(5),
+                },
                 Side::Backend,
                 Alert::Close,
             ),
-            (ConnError::NoTlsConfig("x".into()), Side::Internal, Alert::InternalError),
-            (ConnError::Handshake(io::Error::other("bad")), Side::Client, Alert::Close),
+            (
+                ConnError::NoTlsConfig("x".into()),
+                Side::Internal,
+                Alert::InternalError,
+            ),
+            (
+                ConnError::Handshake(io::Error::other("bad")),
+                Side::Client,
+                Alert::Close,
+            ),
         ];
         for (error, side, alert) in cases {
             assert_eq!(error.side(), side, "{error}");

@@ -10,7 +10,12 @@ use hearth_wasm_edge::cli;
 /// A programmable TLS edge proxy: routes connections by their ClientHello
 /// through a WebAssembly policy.
 #[derive(Parser)]
-#[command(name = "hearth-wasm-edge", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "hearth-wasm-edge",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Command {
     #[command(subcommand)]
     action: Option<Action>,

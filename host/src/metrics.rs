@@ -91,7 +91,12 @@ struct Labelled(Mutex<BTreeMap<String, u64>>);
 // === impl Outcome ===
 
 impl Outcome {
-    const ALL: [Outcome; 4] = [Outcome::Passthrough, Outcome::Terminate, Outcome::Reject, Outcome::Error];
+    const ALL: [Outcome; 4] = [
+        Outcome::Passthrough,
+        Outcome::Terminate,
+        Outcome::Reject,
+        Outcome::Error,
+    ];
 
     /// The label used in logs and metrics.
     pub fn as_str(self) -> &'static str {
@@ -136,7 +141,10 @@ impl Metrics {
             accepted: load(&self.accepted),
             active: load(&self.active),
             limit_rejected: load(&self.limit_rejected),
-            closed: Outcome::ALL.iter().map(|o| (o.as_str(), load(&self.closed[*o as usize]))).collect(),
+            closed: Outcome::ALL
+                .iter()
+                .map(|o| (o.as_str(), load(&self.closed[*o as usize])))
+                .collect(),
             dial_failures: load(&self.dial_failures),
             tls_handshake_failures: load(&self.tls_handshake_failures),
             idle_timeouts: load(&self.idle_timeouts),

@@ -91,15 +91,27 @@ pub struct Edge {
 impl Edge {
     /// Binds every `listen` address of `config`. Must be called inside a
     /// tokio runtime.
-    pub fn bind(config: Arc<Config>, policy: Arc<dyn Decide>, certs: Arc<dyn CertSource>) -> Result<Edge, StartError> {
+    pub fn bind(
+        config: Arc<Config>,
+        policy: Arc<dyn Decide>,
+        certs: Arc<dyn CertSource>,
+    ) -> Result<Edge, StartError> {
         let tls = tls::server_configs(&config, certs)?;
         let mut listeners = Vec::new();
         for &addr in &config.listen {
-            let listener = listener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
-            let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+            let listener =
+                listener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
             listeners.push((listener, local));
         }
-        let shared = Arc::new(Shared { config, policy, tls, metrics: Arc::new(Metrics::default()) });
+        let shared = Arc::new(Shared {
+            config,
+            policy,
+            tls,
+            metrics: Arc::new(Metrics::default()),
+        });
         Ok(Edge { listeners, shared })
     }
 
@@ -116,15 +128,28 @@ impl Edge {
     /// Accepts connections until `shutdown` completes, then stops accepting
     /// and returns. Connections in flight are not waited for.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let permits = self.shared.config.limits.max_concurrent_conns.min(Semaphore::MAX_PERMITS);
+        let permits = self
+            .shared
+            .config
+            .limits
+            .max_concurrent_conns
+            .min(Semaphore::MAX_PERMITS);
         let limiter = Arc::new(Semaphore::new(permits));
         let (stop, stopped) = watch::channel(false);
         let mut loops = tokio::task::JoinSet::new();
         for (listener, _) in self.listeners {
-            loops.spawn(listener::accept_loop(listener, self.shared.clone(), limiter.clone(), stopped.clone()));
+            loops.spawn(listener::accept_loop(
+                listener,
+                self.shared.clone(),
+                limiter.clone(),
+                stopped.clone(),
+            ));
         }
         shutdown.await;
         let _ = stop.send(true);
         while loops.join_next().await.is_some() {}
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -29,7 +29,10 @@ pub fn run(config: Option<PathBuf>, policy: Option<PathBuf>) -> anyhow::Result<E
     let config = Arc::new(load_config(config.as_deref(), policy)?);
     crate::logging::init(&config.log);
     let policy = load_policy(&config)?;
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
     tokio.block_on(serve(config, policy))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -63,21 +66,34 @@ fn default_policy() -> anyhow::Result<PathBuf> {
     if local.is_file() {
         return Ok(local);
     }
-    anyhow::ensure!(!EMBEDDED_POLICY.is_empty(), "no {DEFAULT_POLICY_PATH} here and none built in: pass --policy FILE");
-    let dir = local_ca::default_dir().context("no data directory (set XDG_DATA_HOME or HOME), pass --policy FILE")?;
+    anyhow::ensure!(
+        !EMBEDDED_POLICY.is_empty(),
+        "no {DEFAULT_POLICY_PATH} here and none built in: pass --policy FILE"
+    );
+    let dir = local_ca::default_dir()
+        .context("no data directory (set XDG_DATA_HOME or HOME), pass --policy FILE")?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(EMBEDDED_POLICY_FILE);
     if std::fs::read(&path).ok().as_deref() != Some(EMBEDDED_POLICY) {
-        std::fs::write(&path, EMBEDDED_POLICY).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, EMBEDDED_POLICY)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(path)
 }
 
 /// Compiles (or loads from cache) and inits the policy.
 fn load_policy(config: &Config) -> anyhow::Result<Policy> {
-    let runtime = Runtime::new(RuntimeOptions { cache_dir: RuntimeOptions::default_cache_dir(), ..RuntimeOptions::default() })?;
+    let runtime = Runtime::new(RuntimeOptions {
+        cache_dir: RuntimeOptions::default_cache_dir(),
+        ..RuntimeOptions::default()
+    })?;
     let settings = &config.policy;
-    Ok(Policy::load(&runtime, &settings.path, settings.config.clone(), settings.limits)?)
+    Ok(Policy::load(
+        &runtime,
+        &settings.path,
+        settings.config.clone(),
+        settings.limits,
+    )?)
 }
 
 /// Certificates from files, then the local CA's leaf (files win on a shared
@@ -85,13 +101,23 @@ fn load_policy(config: &Config) -> anyhow::Result<Policy> {
 fn cert_store(config: &Config) -> anyhow::Result<(Arc<CertStore>, Option<LocalCa>)> {
     let mut entries = Vec::new();
     for loaded in &config.tls.certificates {
-        entries.extend(loaded.names.iter().map(|name| (name.clone(), loaded.key.clone())));
+        entries.extend(
+            loaded
+                .names
+                .iter()
+                .map(|name| (name.clone(), loaded.key.clone())),
+        );
     }
     let mut local = None;
     if let Some(settings) = &config.tls.local_ca {
         let ca = LocalCa::load_or_create(&settings.dir)?;
         let leaf = ca.issue(&settings.names)?;
-        entries.extend(settings.names.iter().map(|name| (name.clone(), leaf.clone())));
+        entries.extend(
+            settings
+                .names
+                .iter()
+                .map(|name| (name.clone(), leaf.clone())),
+        );
         local = Some(ca);
     }
     let store = Arc::new(CertStore::new());
@@ -103,7 +129,11 @@ async fn serve(config: Arc<Config>, policy: Policy) -> anyhow::Result<()> {
     let (store, local_ca) = cert_store(&config)?;
     let names = store.names();
     let policy_name = policy.name().to_owned();
-    let edge = Edge::bind(config.clone(), Arc::new(policy), store as Arc<dyn CertSource>)?;
+    let edge = Edge::bind(
+        config.clone(),
+        Arc::new(policy),
+        store as Arc<dyn CertSource>,
+    )?;
     let addrs = edge.local_addrs();
     info!(
         listen = ?addrs,
@@ -114,7 +144,10 @@ async fn serve(config: Arc<Config>, policy: Policy) -> anyhow::Result<()> {
     if let (Some(ca), Some(settings)) = (&local_ca, &config.tls.local_ca) {
         let port = addrs.first().map_or(0, |a| a.port());
         let host = settings.names.first().map_or("localhost", String::as_str);
-        println!("try it: curl --cacert {} https://{host}:{port}/", ca.cert_path().display());
+        println!(
+            "try it: curl --cacert {} https://{host}:{port}/",
+            ca.cert_path().display()
+        );
     }
     edge.run(shutdown_signal()).await;
     info!("edge stopped");

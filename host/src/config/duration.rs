@@ -22,7 +22,12 @@ pub struct ByteSize(pub u64);
 const DURATION_UNITS: [(&str, u64); 4] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)];
 
 /// Units a size may be written in, longest suffix first.
-const SIZE_UNITS: [(&str, u64); 4] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)];
+const SIZE_UNITS: [(&str, u64); 4] = [
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+    ("B", 1),
+];
 
 // === impl ConfigDuration ===
 
@@ -52,10 +57,14 @@ impl<'de> serde::Deserialize<'de> for ConfigDuration {
                 ConfigDuration::parse(v).map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Err(E::custom(format!("invalid duration {v} (a unit is required: ms, s, m or h)")))
+                Err(E::custom(format!(
+                    "invalid duration {v} (a unit is required: ms, s, m or h)"
+                )))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Err(E::custom(format!("invalid duration {v} (a unit is required: ms, s, m or h)")))
+                Err(E::custom(format!(
+                    "invalid duration {v} (a unit is required: ms, s, m or h)"
+                )))
             }
         }
         deserializer.deserialize_any(DurationVisitor)
@@ -115,16 +124,37 @@ mod tests {
 
     #[test]
     fn durations_in_every_unit() {
-        assert_eq!(ConfigDuration::parse("500ms").unwrap().0, Duration::from_millis(500));
-        assert_eq!(ConfigDuration::parse("5s").unwrap().0, Duration::from_secs(5));
-        assert_eq!(ConfigDuration::parse("10m").unwrap().0, Duration::from_secs(600));
-        assert_eq!(ConfigDuration::parse("1h").unwrap().0, Duration::from_secs(3600));
+        assert_eq!(
+            ConfigDuration::parse("500ms").unwrap().0,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            ConfigDuration::parse("5s").unwrap().0,
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            ConfigDuration::parse("10m").unwrap().0,
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            ConfigDuration::parse("1h").unwrap().0,
+            Duration::from_secs(3600)
+        );
         assert_eq!(ConfigDuration::parse("0s").unwrap().0, Duration::ZERO);
     }
 
     #[test]
     fn durations_reject_sloppy_text() {
-        for bad in ["5", "5 seconds", "s", "-5s", "1.5s", " 5s", "5S", "99999999999999999999h"] {
+        for bad in [
+            "5",
+            "5 seconds",
+            "s",
+            "-5s",
+            "1.5s",
+            " 5s",
+            "5S",
+            "99999999999999999999h",
+        ] {
             let err = ConfigDuration::parse(bad).unwrap_err();
             assert!(err.starts_with("invalid duration"), "{bad}: {err}");
         }

@@ -74,7 +74,12 @@ impl Locations {
                     let skipped = after.len() - after.trim_start().len();
                     let item_column = column + 1 + skipped;
                     locations.insert(&path, line_no, item_column + 1);
-                    stack.push(Frame { column, path, next_index: 0, item: true });
+                    stack.push(Frame {
+                        column,
+                        path,
+                        next_index: 0,
+                        item: true,
+                    });
                     rest = after.trim_start();
                     column = item_column;
                     if rest.is_empty() {
@@ -84,7 +89,10 @@ impl Locations {
                 }
                 if rest.starts_with('{') || rest.starts_with('[') {
                     let base = stack.last().map(|f| f.path.clone()).unwrap_or_default();
-                    let mut flow = FlowScanner { locations: &mut locations, line: line_no };
+                    let mut flow = FlowScanner {
+                        locations: &mut locations,
+                        line: line_no,
+                    };
                     flow.scan(rest, column, &base);
                     break;
                 }
@@ -95,10 +103,18 @@ impl Locations {
                     let path = join(stack.last().map(|f| f.path.as_str()).unwrap_or(""), &key);
                     locations.insert(&path, line_no, column + 1);
                     if value.starts_with('{') || value.starts_with('[') {
-                        let mut flow = FlowScanner { locations: &mut locations, line: line_no };
+                        let mut flow = FlowScanner {
+                            locations: &mut locations,
+                            line: line_no,
+                        };
                         flow.scan(value, column + value_offset, &path);
                     }
-                    stack.push(Frame { column, path, next_index: 0, item: false });
+                    stack.push(Frame {
+                        column,
+                        path,
+                        next_index: 0,
+                        item: false,
+                    });
                 }
                 break;
             }
@@ -120,7 +136,9 @@ impl Locations {
 
     fn insert(&mut self, path: &str, line: usize, column: usize) {
         if !path.is_empty() {
-            self.fields.entry(path.to_owned()).or_insert(Position { line, column });
+            self.fields
+                .entry(path.to_owned())
+                .or_insert(Position { line, column });
         }
     }
 }
@@ -233,7 +251,12 @@ fn scalar_end(bytes: &[u8], start: usize) -> usize {
     while i < bytes.len() {
         match bytes[i] {
             b',' | b'}' | b']' => return i,
-            b':' if bytes.get(i + 1).is_none_or(|b| *b == b' ' || matches!(b, b',' | b'}' | b']')) => return i,
+            b':' if bytes
+                .get(i + 1)
+                .is_none_or(|b| *b == b' ' || matches!(b, b',' | b'}' | b']')) =>
+            {
+                return i;
+            }
             _ => i += 1,
         }
     }
@@ -242,7 +265,9 @@ fn scalar_end(bytes: &[u8], start: usize) -> usize {
 
 fn unquote(token: &str) -> String {
     let t = token.trim();
-    if t.len() >= 2 && ((t.starts_with('"') && t.ends_with('"')) || (t.starts_with('\'') && t.ends_with('\''))) {
+    if t.len() >= 2
+        && ((t.starts_with('"') && t.ends_with('"')) || (t.starts_with('\'') && t.ends_with('\'')))
+    {
         t[1..t.len() - 1].to_owned()
     } else {
         t.to_owned()
@@ -250,7 +275,11 @@ fn unquote(token: &str) -> String {
 }
 
 fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
 }
 
 /// Drops a `#` comment that is outside quotes and preceded by a space.
@@ -298,7 +327,9 @@ tls:
 ";
 
     fn at(locations: &Locations, path: &str) -> (usize, usize) {
-        let p = locations.find(path).unwrap_or_else(|| panic!("{path} not found"));
+        let p = locations
+            .find(path)
+            .unwrap_or_else(|| panic!("{path} not found"));
         (p.line, p.column)
     }
 

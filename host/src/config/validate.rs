@@ -11,9 +11,10 @@ use hearth_edge_policy::Limits as PolicyLimits;
 
 use super::raw::{RawConfig, RawLevel, RawProxyProtocol};
 use super::{
-    Backend, Config, ConnLimits, DEFAULT_ALPN, DEFAULT_BACKEND_DIAL_TIMEOUT, DEFAULT_CLIENT_HELLO_MAX_BYTES,
-    DEFAULT_CLIENT_HELLO_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONCURRENT_CONNS, LocalCaSettings, LogSettings,
-    MAX_CLIENT_HELLO_MAX_BYTES, MIN_CLIENT_HELLO_MAX_BYTES, MIN_POLICY_MEMORY, OnError, PolicySettings, TlsSettings,
+    Backend, Config, ConnLimits, DEFAULT_ALPN, DEFAULT_BACKEND_DIAL_TIMEOUT,
+    DEFAULT_CLIENT_HELLO_MAX_BYTES, DEFAULT_CLIENT_HELLO_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONCURRENT_CONNS, LocalCaSettings, LogSettings, MAX_CLIENT_HELLO_MAX_BYTES,
+    MIN_CLIENT_HELLO_MAX_BYTES, MIN_POLICY_MEMORY, OnError, PolicySettings, TlsSettings,
 };
 use crate::tls::files;
 
@@ -37,7 +38,10 @@ pub struct Context<'a> {
 }
 
 fn fail<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, FieldError> {
-    Err(FieldError { path: path.into(), message: message.into() })
+    Err(FieldError {
+        path: path.into(),
+        message: message.into(),
+    })
 }
 
 /// Checks `raw` and builds the [`Config`].
@@ -49,7 +53,10 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
     let mut seen = HashSet::new();
     for (i, addr) in raw.listen.0.iter().enumerate() {
         if !seen.insert(addr.0) {
-            return fail(format!("listen[{i}]"), format!("duplicate address {}", addr.0));
+            return fail(
+                format!("listen[{i}]"),
+                format!("duplicate address {}", addr.0),
+            );
         }
     }
     let listen = raw.listen.0.iter().map(|a| a.0).collect();
@@ -59,7 +66,10 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
     for (name, b) in raw.backends {
         let alpn = match b.alpn {
             Some(list) if list.is_empty() => {
-                return fail(format!("backends.{}.alpn", name.0), "must not be empty (leave it out for http/1.1)");
+                return fail(
+                    format!("backends.{}.alpn", name.0),
+                    "must not be empty (leave it out for http/1.1)",
+                );
             }
             Some(list) => list.into_iter().map(|a| a.0).collect(),
             None => DEFAULT_ALPN.iter().map(|s| s.to_string()).collect(),
@@ -79,7 +89,10 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
         (None, Some(path)) => {
             let resolved = cx.base_dir.join(&path);
             if !resolved.is_file() {
-                return fail("policy.path", format!("no such file {}", resolved.display()));
+                return fail(
+                    "policy.path",
+                    format!("no such file {}", resolved.display()),
+                );
             }
             resolved
         }
@@ -92,16 +105,30 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
             let known: Vec<&str> = backends.keys().map(String::as_str).collect();
             return fail(
                 "policy.on_error",
-                format!("unknown backend {name:?} (expected reject or one of: {})", known.join(", ")),
+                format!(
+                    "unknown backend {name:?} (expected reject or one of: {})",
+                    known.join(", ")
+                ),
             );
         }
     };
     let defaults = PolicyLimits::default();
-    let max_memory = raw.policy.limits.max_memory.map_or(defaults.max_memory, |s| s.0);
+    let max_memory = raw
+        .policy
+        .limits
+        .max_memory
+        .map_or(defaults.max_memory, |s| s.0);
     if max_memory < MIN_POLICY_MEMORY {
-        return fail("policy.limits.max_memory", format!("must be at least {MIN_POLICY_MEMORY} bytes (one wasm page)"));
+        return fail(
+            "policy.limits.max_memory",
+            format!("must be at least {MIN_POLICY_MEMORY} bytes (one wasm page)"),
+        );
     }
-    let max_time = raw.policy.limits.max_time.map_or(defaults.max_time, |d| d.0);
+    let max_time = raw
+        .policy
+        .limits
+        .max_time
+        .map_or(defaults.max_time, |d| d.0);
     if max_time.is_zero() {
         return fail("policy.limits.max_time", "must be more than 0");
     }
@@ -109,30 +136,52 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
         path,
         config: raw.policy.config.0,
         on_error,
-        limits: PolicyLimits { max_memory, max_time },
+        limits: PolicyLimits {
+            max_memory,
+            max_time,
+        },
     };
 
     // limits
     let l = raw.limits;
     let nonzero = |field: &str, value: Option<super::duration::ConfigDuration>, default| {
         let d = value.map_or(default, |d| d.0);
-        if d.is_zero() { fail(format!("limits.{field}"), "must be more than 0") } else { Ok(d) }
+        if d.is_zero() {
+            fail(format!("limits.{field}"), "must be more than 0")
+        } else {
+            Ok(d)
+        }
     };
-    let client_hello_max_bytes = l.client_hello_max_bytes.map_or(DEFAULT_CLIENT_HELLO_MAX_BYTES, |s| s.0);
-    if !(MIN_CLIENT_HELLO_MAX_BYTES..=MAX_CLIENT_HELLO_MAX_BYTES).contains(&client_hello_max_bytes) {
+    let client_hello_max_bytes = l
+        .client_hello_max_bytes
+        .map_or(DEFAULT_CLIENT_HELLO_MAX_BYTES, |s| s.0);
+    if !(MIN_CLIENT_HELLO_MAX_BYTES..=MAX_CLIENT_HELLO_MAX_BYTES).contains(&client_hello_max_bytes)
+    {
         return fail(
             "limits.client_hello_max_bytes",
-            format!("must be between {MIN_CLIENT_HELLO_MAX_BYTES} and {MAX_CLIENT_HELLO_MAX_BYTES} bytes"),
+            format!(
+                "must be between {MIN_CLIENT_HELLO_MAX_BYTES} and {MAX_CLIENT_HELLO_MAX_BYTES} bytes"
+            ),
         );
     }
-    let max_concurrent_conns = l.max_concurrent_conns.unwrap_or(DEFAULT_MAX_CONCURRENT_CONNS);
+    let max_concurrent_conns = l
+        .max_concurrent_conns
+        .unwrap_or(DEFAULT_MAX_CONCURRENT_CONNS);
     if max_concurrent_conns == 0 {
         return fail("limits.max_concurrent_conns", "must be at least 1");
     }
     let limits = ConnLimits {
-        client_hello_timeout: nonzero("client_hello_timeout", l.client_hello_timeout, DEFAULT_CLIENT_HELLO_TIMEOUT)?,
+        client_hello_timeout: nonzero(
+            "client_hello_timeout",
+            l.client_hello_timeout,
+            DEFAULT_CLIENT_HELLO_TIMEOUT,
+        )?,
         client_hello_max_bytes: client_hello_max_bytes as usize,
-        backend_dial_timeout: nonzero("backend_dial_timeout", l.backend_dial_timeout, DEFAULT_BACKEND_DIAL_TIMEOUT)?,
+        backend_dial_timeout: nonzero(
+            "backend_dial_timeout",
+            l.backend_dial_timeout,
+            DEFAULT_BACKEND_DIAL_TIMEOUT,
+        )?,
         idle_timeout: nonzero("idle_timeout", l.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
         max_concurrent_conns: usize::try_from(max_concurrent_conns).unwrap_or(usize::MAX),
     };
@@ -143,7 +192,9 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
         let field = format!("tls.certificates[{i}]");
         let cert_path = cx.base_dir.join(&c.cert);
         let key_path = cx.base_dir.join(&c.key);
-        let names = c.names.map(|names| names.into_iter().map(|n| n.0).collect());
+        let names = c
+            .names
+            .map(|names| names.into_iter().map(|n| n.0).collect());
         match files::load(&cert_path, &key_path, names) {
             Ok(loaded) => certificates.push(loaded),
             Err(e) => return fail(format!("{field}.{}", e.field()), e.to_string()),
@@ -159,10 +210,16 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
                 (Some(dir), _) => cx.base_dir.join(dir),
                 (None, Some(dir)) => dir.clone(),
                 (None, None) => {
-                    return fail("tls.local_ca.dir", "no default data directory (set XDG_DATA_HOME or HOME, or give dir)");
+                    return fail(
+                        "tls.local_ca.dir",
+                        "no default data directory (set XDG_DATA_HOME or HOME, or give dir)",
+                    );
                 }
             };
-            Some(LocalCaSettings { dir, names: ca.names.into_iter().map(|n| n.0).collect() })
+            Some(LocalCaSettings {
+                dir,
+                names: ca.names.into_iter().map(|n| n.0).collect(),
+            })
         }
     };
 
@@ -177,5 +234,15 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
         format: raw.log.format,
     };
 
-    Ok(Config { listen, policy, limits, backends, tls: TlsSettings { certificates, local_ca }, log })
+    Ok(Config {
+        listen,
+        policy,
+        limits,
+        backends,
+        tls: TlsSettings {
+            certificates,
+            local_ca,
+        },
+        log,
+    })
 }

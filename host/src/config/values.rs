@@ -61,25 +61,37 @@ pub struct PolicyConfigMap(pub Vec<(String, String)>);
 impl ListenAddr {
     /// Parses an IP socket address (`127.0.0.1:8443`, `[::1]:8443`).
     pub fn parse(text: &str) -> Result<ListenAddr, String> {
-        text.parse()
-            .map(ListenAddr)
-            .map_err(|_| format!("invalid socket address {text:?} (expected e.g. 127.0.0.1:8443 or [::]:443)"))
+        text.parse().map(ListenAddr).map_err(|_| {
+            format!("invalid socket address {text:?} (expected e.g. 127.0.0.1:8443 or [::]:443)")
+        })
     }
 }
 
 impl BackendAddr {
     /// Parses `127.0.0.1:5349`, `[::1]:5349` or `localhost:8090`.
     pub fn parse(text: &str) -> Result<BackendAddr, String> {
-        let invalid = || format!("invalid backend address {text:?} (expected host:port, e.g. 127.0.0.1:5349)");
+        let invalid = || {
+            format!("invalid backend address {text:?} (expected host:port, e.g. 127.0.0.1:5349)")
+        };
         if let Ok(addr) = text.parse::<SocketAddr>() {
-            return Ok(BackendAddr { host: addr.ip().to_string(), port: addr.port() });
+            return Ok(BackendAddr {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            });
         }
         let (host, port) = text.rsplit_once(':').ok_or_else(invalid)?;
         let port: u16 = port.parse().map_err(|_| invalid())?;
-        if port == 0 || host.contains(':') || Hostname::parse(host).is_err() || host.starts_with('*') {
+        if port == 0
+            || host.contains(':')
+            || Hostname::parse(host).is_err()
+            || host.starts_with('*')
+        {
             return Err(invalid());
         }
-        Ok(BackendAddr { host: host.to_ascii_lowercase(), port })
+        Ok(BackendAddr {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
     }
 }
 
@@ -98,7 +110,9 @@ impl BackendName {
     pub fn parse(text: &str) -> Result<BackendName, String> {
         let ok = !text.is_empty()
             && text.len() <= MAX_BACKEND_NAME_LEN
-            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if ok {
             Ok(BackendName(text.to_owned()))
         } else {
@@ -123,7 +137,9 @@ impl Hostname {
                 && label.len() <= MAX_LABEL_LEN
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
             if !ok {
                 return Err(invalid());
             }
@@ -136,7 +152,9 @@ impl Alpn {
     /// Checks the length limits of an ALPN protocol id.
     pub fn parse(text: &str) -> Result<Alpn, String> {
         if text.is_empty() || text.len() > MAX_ALPN_LEN {
-            Err(format!("invalid ALPN protocol {text:?} (1 to {MAX_ALPN_LEN} bytes)"))
+            Err(format!(
+                "invalid ALPN protocol {text:?} (1 to {MAX_ALPN_LEN} bytes)"
+            ))
         } else {
             Ok(Alpn(text.to_owned()))
         }
@@ -181,7 +199,9 @@ impl<'de> serde::Deserialize<'de> for ListenList {
                 f.write_str("a socket address or a list of them")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                ListenAddr::parse(v).map(|a| ListenList(vec![a])).map_err(E::custom)
+                ListenAddr::parse(v)
+                    .map(|a| ListenList(vec![a]))
+                    .map_err(E::custom)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut addrs = Vec::new();
@@ -261,16 +281,38 @@ mod tests {
         assert_eq!(v6.to_string(), "[::1]:7880");
         let name = BackendAddr::parse("LocalHost:8090").unwrap();
         assert_eq!(name.to_string(), "localhost:8090");
-        for bad in ["127.0.0.1", "localhost", "local host:1", "a:0", "a:65536", "::1:80", "*.a:1"] {
+        for bad in [
+            "127.0.0.1",
+            "localhost",
+            "local host:1",
+            "a:0",
+            "a:65536",
+            "::1:80",
+            "*.a:1",
+        ] {
             assert!(BackendAddr::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn host_names_follow_rfc_1123_with_wildcards() {
-        assert_eq!(Hostname::parse("Hearth.Example").unwrap().0, "hearth.example");
-        assert_eq!(Hostname::parse("*.hearth.example").unwrap().0, "*.hearth.example");
-        for bad in ["", "-a.example", "a..example", "a_b.example", "*", "a.*.example", "x y"] {
+        assert_eq!(
+            Hostname::parse("Hearth.Example").unwrap().0,
+            "hearth.example"
+        );
+        assert_eq!(
+            Hostname::parse("*.hearth.example").unwrap().0,
+            "*.hearth.example"
+        );
+        for bad in [
+            "",
+            "-a.example",
+            "a..example",
+            "a_b.example",
+            "*",
+            "a.*.example",
+            "x y",
+        ] {
             assert!(Hostname::parse(bad).is_err(), "{bad}");
         }
     }

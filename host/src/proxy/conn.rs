@@ -39,7 +39,11 @@ struct Record {
 
 /// What the policy (or `on_error`) chose, resolved against the config.
 enum Action<'a> {
-    Relay { mode: Mode, backend: &'a Backend, proxy_v2: bool },
+    Relay {
+        mode: Mode,
+        backend: &'a Backend,
+        proxy_v2: bool,
+    },
     Reject(Rejection),
 }
 
@@ -61,7 +65,13 @@ pub async fn handle(
     let _permit = permit;
     let _active = track_active(&shared.metrics);
     let start = Instant::now();
-    let mut record = Record { source, sni: None, backend: None, up: 0, down: 0 };
+    let mut record = Record {
+        source,
+        sni: None,
+        backend: None,
+        up: 0,
+        down: 0,
+    };
     let outcome = match serve(&shared, &mut client, local, &mut record).await {
         Ok(outcome) => outcome,
         Err(error) => {
@@ -91,7 +101,12 @@ async fn serve(
     record: &mut Record,
 ) -> Result<Outcome, ConnError> {
     let limits = &shared.config.limits;
-    let (hello, replay) = read_hello(client, limits.client_hello_max_bytes, limits.client_hello_timeout).await?;
+    let (hello, replay) = read_hello(
+        client,
+        limits.client_hello_max_bytes,
+        limits.client_hello_timeout,
+    )
+    .await?;
     record.sni = hello.server_name.clone();
     let hello = policy_hello(hello, record.source, local);
 
@@ -108,22 +123,43 @@ async fn serve(
             reject::send(client, rejection.alert).await;
             return Ok(Outcome::Reject);
         }
-        Action::Relay { mode, backend, proxy_v2 } => (mode, backend, proxy_v2),
+        Action::Relay {
+            mode,
+            backend,
+            proxy_v2,
+        } => (mode, backend, proxy_v2),
     };
     record.backend = Some(backend.name.clone());
     let tls = match mode {
-        Mode::Terminate => Some(shared.tls.get(&backend.name).cloned().ok_or_else(|| ConnError::NoTlsConfig(backend.name.clone()))?),
+        Mode::Terminate => Some(
+            shared
+                .tls
+                .get(&backend.name)
+                .cloned()
+                .ok_or_else(|| ConnError::NoTlsConfig(backend.name.clone()))?,
+        ),
         Mode::Passthrough => None,
     };
     let upstream = dial(backend, limits.backend_dial_timeout).await?;
     let header = proxy_v2.then(|| proxy_protocol::header_v2(record.source, local));
 
     let relayed = match tls {
-        None => passthrough::run(&mut *client, upstream, &replay, header, limits.idle_timeout).await?,
+        None => {
+            passthrough::run(&mut *client, upstream, &replay, header, limits.idle_timeout).await?
+        }
         Some(tls) => {
             // The handshake gets as long as the hello had.
             let handshake_timeout = limits.client_hello_timeout;
-            terminate::run(&mut *client, replay, tls, upstream, header, handshake_timeout, limits.idle_timeout).await?
+            terminate::run(
+                &mut *client,
+                replay,
+                tls,
+                upstream,
+                header,
+                handshake_timeout,
+                limits.idle_timeout,
+            )
+            .await?
         }
     };
     finish_relay(shared, record, relayed);
@@ -153,7 +189,9 @@ async fn read_hello(
             }
         }
     };
-    let hello = tokio::time::timeout(timeout, read).await.map_err(|_| ConnError::HelloTimeout(timeout))??;
+    let hello = tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| ConnError::HelloTimeout(timeout))??;
     Ok((hello, reader.into_bytes()))
 }
 
@@ -179,7 +217,11 @@ fn policy_hello(hello: ClientHello, source: SocketAddr, local: SocketAddr) -> po
 }
 
 /// Asks the policy; on failure applies `policy.on_error`.
-fn decide<'a>(shared: &'a Shared, hello: &policy::ClientHello, record: &Record) -> Result<Action<'a>, ConnError> {
+fn decide<'a>(
+    shared: &'a Shared,
+    hello: &policy::ClientHello,
+    record: &Record,
+) -> Result<Action<'a>, ConnError> {
     let config = &shared.config;
     let error = match shared.policy.decide(hello).and_then(|d| resolve(config, d)) {
         Ok(action) => return Ok(action),
@@ -197,7 +239,10 @@ fn decide<'a>(shared: &'a Shared, hello: &policy::ClientHello, record: &Record) 
     match &config.policy.on_error {
         OnError::Reject => Err(ConnError::Policy(error)),
         OnError::Backend(name) => {
-            let route = Route { backend: name.clone(), proxy_protocol: ProxyProtocol::BackendDefault };
+            let route = Route {
+                backend: name.clone(),
+                proxy_protocol: ProxyProtocol::BackendDefault,
+            };
             resolve(config, Decision::Passthrough(route)).map_err(ConnError::Policy)
         }
     }
@@ -210,13 +255,20 @@ fn resolve(config: &crate::config::Config, decision: Decision) -> Result<Action<
         Decision::Passthrough(route) => (Mode::Passthrough, route),
         Decision::Terminate(route) => (Mode::Terminate, route),
     };
-    let backend = config.backends.get(&route.backend).ok_or(PolicyError::UnknownBackend(route.backend))?;
+    let backend = config
+        .backends
+        .get(&route.backend)
+        .ok_or(PolicyError::UnknownBackend(route.backend))?;
     let proxy_v2 = match route.proxy_protocol {
         ProxyProtocol::BackendDefault => backend.proxy_protocol_v2,
         ProxyProtocol::Off => false,
         ProxyProtocol::V2 => true,
     };
-    Ok(Action::Relay { mode, backend, proxy_v2 })
+    Ok(Action::Relay {
+        mode,
+        backend,
+        proxy_v2,
+    })
 }
 
 /// Connects to `backend` within `timeout`.
@@ -224,8 +276,18 @@ async fn dial(backend: &Backend, timeout: Duration) -> Result<TcpStream, ConnErr
     let connect = TcpStream::connect((backend.addr.host.as_str(), backend.addr.port));
     let stream = match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(stream)) => stream,
-        Ok(Err(source)) => return Err(ConnError::Dial { addr: backend.addr.to_string(), source }),
-        Err(_) => return Err(ConnError::DialTimeout { addr: backend.addr.to_string(), timeout }),
+        Ok(Err(source)) => {
+            return Err(ConnError::Dial {
+                addr: backend.addr.to_string(),
+                source,
+            });
+        }
+        Err(_) => {
+            return Err(ConnError::DialTimeout {
+                addr: backend.addr.to_string(),
+                timeout,
+            });
+        }
     };
     // Small TLS records and WebSocket frames should not wait for Nagle.
     let _ = stream.set_nodelay(true);
@@ -239,10 +301,15 @@ fn finish_relay(shared: &Shared, record: &mut Record, relayed: Relayed) {
     match relayed.end {
         RelayEnd::Closed => {}
         RelayEnd::Idle => {
-            shared.metrics.idle_timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            shared
+                .metrics
+                .idle_timeouts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             debug!(source = %record.source, "idle timeout");
         }
-        RelayEnd::Error(error) => debug!(source = %record.source, error = %error, "relay ended with an error"),
+        RelayEnd::Error(error) => {
+            debug!(source = %record.source, error = %error, "relay ended with an error")
+        }
     }
 }
 
@@ -258,21 +325,33 @@ fn report(shared: &Shared, record: &Record, error: &ConnError) {
             warn!(source = %source, reason = e.kind(), error = %error, "ClientHello read failed");
         }
         ConnError::HelloTimeout(_) | ConnError::HelloIo(_) => {
-            let reason = if matches!(error, ConnError::HelloTimeout(_)) { "timeout" } else { "io" };
+            let reason = if matches!(error, ConnError::HelloTimeout(_)) {
+                "timeout"
+            } else {
+                "io"
+            };
             metrics.hello_error(reason);
             warn!(source = %source, reason, error = %error, "ClientHello read failed");
         }
         // Logged and counted where `on_error` was applied.
         ConnError::Policy(_) => {}
         ConnError::Dial { .. } | ConnError::DialTimeout { .. } => {
-            metrics.dial_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics
+                .dial_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             warn!(source = %source, sni, backend, error = %error, "backend dial failed");
         }
-        ConnError::BackendIo(_) => warn!(source = %source, sni, backend, error = %error, "backend write failed"),
+        ConnError::BackendIo(_) => {
+            warn!(source = %source, sni, backend, error = %error, "backend write failed")
+        }
         ConnError::Handshake(_) | ConnError::HandshakeTimeout(_) => {
-            metrics.tls_handshake_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics
+                .tls_handshake_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             warn!(source = %source, sni, error = %error, "TLS handshake failed");
         }
-        ConnError::NoTlsConfig(_) => error!(source = %source, sni, backend, error = %error, "internal error"),
+        ConnError::NoTlsConfig(_) => {
+            error!(source = %source, sni, backend, error = %error, "internal error")
+        }
     }
 }

@@ -62,10 +62,21 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let activity = Activity { start: Instant::now(), last_ms: AtomicU64::new(0) };
+    let activity = Activity {
+        start: Instant::now(),
+        last_ms: AtomicU64::new(0),
+    };
     let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
-    let mut client = Counted { inner: client, bytes: &up, activity: &activity };
-    let mut backend = Counted { inner: backend, bytes: &down, activity: &activity };
+    let mut client = Counted {
+        inner: client,
+        bytes: &up,
+        activity: &activity,
+    };
+    let mut backend = Counted {
+        inner: backend,
+        bytes: &down,
+        activity: &activity,
+    };
     let end = tokio::select! {
         result = tokio::io::copy_bidirectional_with_sizes(
             &mut client, &mut backend, RELAY_BUFFER_BYTES, RELAY_BUFFER_BYTES,
@@ -75,7 +86,11 @@ where
         },
         () = idle_expired(&activity, idle) => RelayEnd::Idle,
     };
-    Relayed { up: up.load(Ordering::Relaxed), down: down.load(Ordering::Relaxed), end }
+    Relayed {
+        up: up.load(Ordering::Relaxed),
+        down: down.load(Ordering::Relaxed),
+        end,
+    }
 }
 
 /// Resolves once `idle` has passed since the last activity.
@@ -93,21 +108,32 @@ async fn idle_expired(activity: &Activity, idle: Duration) {
 // === impl Counted ===
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
         if n > 0 {
             self.bytes.fetch_add(n as u64, Ordering::Relaxed);
             let elapsed = self.activity.start.elapsed().as_millis();
-            self.activity.last_ms.store(u64::try_from(elapsed).unwrap_or(u64::MAX), Ordering::Relaxed);
+            self.activity.last_ms.store(
+                u64::try_from(elapsed).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
         }
         poll
     }
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -138,16 +164,25 @@ mod tests {
         client.shutdown().await.unwrap();
         // The backend sees the request and then EOF...
         let mut got = Vec::new();
-        tokio::time::timeout(TEST_DEADLINE, backend.read_to_end(&mut got)).await.unwrap().unwrap();
+        tokio::time::timeout(TEST_DEADLINE, backend.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got, b"request");
         // ...and can still answer.
         backend.write_all(b"response").await.unwrap();
         backend.shutdown().await.unwrap();
         let mut answer = Vec::new();
-        tokio::time::timeout(TEST_DEADLINE, client.read_to_end(&mut answer)).await.unwrap().unwrap();
+        tokio::time::timeout(TEST_DEADLINE, client.read_to_end(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(answer, b"response");
 
-        let done = tokio::time::timeout(TEST_DEADLINE, relay).await.unwrap().unwrap();
+        let done = tokio::time::timeout(TEST_DEADLINE, relay)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(matches!(done.end, RelayEnd::Closed), "{:?}", done.end);
         assert_eq!((done.up, done.down), (7, 8));
     }

@@ -24,7 +24,10 @@ where
 {
     let mut first = header.unwrap_or_default();
     first.extend_from_slice(hello);
-    backend.write_all(&first).await.map_err(ConnError::BackendIo)?;
+    backend
+        .write_all(&first)
+        .await
+        .map_err(ConnError::BackendIo)?;
     let mut relayed = copy::relay(client, backend, idle).await;
     relayed.up += hello.len() as u64;
     Ok(relayed)

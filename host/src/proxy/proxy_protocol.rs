@@ -62,7 +62,10 @@ mod tests {
 
     #[test]
     fn ipv4_header_matches_the_spec_layout() {
-        let header = header_v2("203.0.113.7:51234".parse().unwrap(), "192.0.2.1:443".parse().unwrap());
+        let header = header_v2(
+            "203.0.113.7:51234".parse().unwrap(),
+            "192.0.2.1:443".parse().unwrap(),
+        );
         #[rustfmt::skip]
         let expected: &[u8] = &[
             0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, // signature
@@ -79,7 +82,10 @@ mod tests {
 
     #[test]
     fn ipv6_header_matches_the_spec_layout() {
-        let header = header_v2("[2001:db8::7]:40000".parse().unwrap(), "[2001:db8::1]:8443".parse().unwrap());
+        let header = header_v2(
+            "[2001:db8::7]:40000".parse().unwrap(),
+            "[2001:db8::1]:8443".parse().unwrap(),
+        );
         assert_eq!(header.len(), 16 + 36);
         assert_eq!(&header[..12], &SIGNATURE);
         assert_eq!(header[12], 0x21);
@@ -96,16 +102,25 @@ mod tests {
 
     #[test]
     fn mapped_addresses_are_sent_as_ipv4() {
-        let header = header_v2("[::ffff:127.0.0.1]:5000".parse().unwrap(), "[::ffff:127.0.0.2]:443".parse().unwrap());
+        let header = header_v2(
+            "[::ffff:127.0.0.1]:5000".parse().unwrap(),
+            "[::ffff:127.0.0.2]:443".parse().unwrap(),
+        );
         assert_eq!(header[13], 0x11);
         assert_eq!(&header[16..24], &[127, 0, 0, 1, 127, 0, 0, 2]);
     }
 
     #[test]
     fn mixed_families_are_sent_as_ipv6() {
-        let header = header_v2("127.0.0.1:5000".parse().unwrap(), "[::1]:443".parse().unwrap());
+        let header = header_v2(
+            "127.0.0.1:5000".parse().unwrap(),
+            "[::1]:443".parse().unwrap(),
+        );
         assert_eq!(header[13], 0x21);
-        assert_eq!(&header[16..32], &Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped().octets());
+        assert_eq!(
+            &header[16..32],
+            &Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped().octets()
+        );
     }
 
     use std::net::Ipv4Addr;

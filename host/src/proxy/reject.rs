@@ -68,7 +68,10 @@ mod tests {
 
     #[test]
     fn records_follow_the_tls_layout() {
-        assert_eq!(alert_record(112), [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70]);
+        assert_eq!(
+            alert_record(112),
+            [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70]
+        );
         assert_eq!(alert_code(Alert::AccessDenied), Some(49));
         assert_eq!(alert_code(Alert::Close), None);
     }

@@ -47,7 +47,10 @@ where
         .map_err(|_| ConnError::HandshakeTimeout(handshake_timeout))?
         .map_err(ConnError::Handshake)?;
     if let Some(header) = header {
-        backend.write_all(&header).await.map_err(ConnError::BackendIo)?;
+        backend
+            .write_all(&header)
+            .await
+            .map_err(ConnError::BackendIo)?;
     }
     Ok(copy::relay(tls_stream, backend, idle).await)
 }
@@ -57,12 +60,20 @@ where
 impl<S> Replay<S> {
     /// Serves `prefix` before `inner`'s bytes.
     pub fn new(prefix: Vec<u8>, inner: S) -> Replay<S> {
-        Replay { prefix, position: 0, inner }
+        Replay {
+            prefix,
+            position: 0,
+            inner,
+        }
     }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.position < this.prefix.len() {
             let rest = &this.prefix[this.position..];
@@ -81,7 +92,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 

@@ -73,8 +73,12 @@ impl FileError {
     /// The config field the error belongs to: `cert`, `key` or `names`.
     pub fn field(&self) -> &'static str {
         match self {
-            FileError::CertRead { .. } | FileError::CertParse { .. } | FileError::NoNames { .. } => "cert",
-            FileError::KeyRead { .. } | FileError::KeyParse { .. } | FileError::KeyMismatch { .. } => "key",
+            FileError::CertRead { .. }
+            | FileError::CertParse { .. }
+            | FileError::NoNames { .. } => "cert",
+            FileError::KeyRead { .. }
+            | FileError::KeyParse { .. }
+            | FileError::KeyMismatch { .. } => "key",
         }
     }
 }
@@ -91,36 +95,68 @@ impl fmt::Debug for LoadedCertificate {
 
 fn key_error_message(error: &rustls::Error) -> String {
     match error {
-        rustls::Error::InconsistentKeys(_) => "the private key does not match the certificate".to_owned(),
+        rustls::Error::InconsistentKeys(_) => {
+            "the private key does not match the certificate".to_owned()
+        }
         other => format!("unusable private key: {other}"),
     }
 }
 
 /// Reads `cert` (a PEM chain, leaf first) and `key`, checks they match, and
 /// takes the names from `names` or the leaf's DNS SANs.
-pub fn load(cert: &Path, key: &Path, names: Option<Vec<String>>) -> Result<LoadedCertificate, FileError> {
-    let cert_pem = std::fs::read(cert).map_err(|source| FileError::CertRead { path: cert.to_owned(), source })?;
+pub fn load(
+    cert: &Path,
+    key: &Path,
+    names: Option<Vec<String>>,
+) -> Result<LoadedCertificate, FileError> {
+    let cert_pem = std::fs::read(cert).map_err(|source| FileError::CertRead {
+        path: cert.to_owned(),
+        source,
+    })?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|_| FileError::CertParse { path: cert.to_owned() })?;
+        .map_err(|_| FileError::CertParse {
+            path: cert.to_owned(),
+        })?;
     if chain.is_empty() {
-        return Err(FileError::CertParse { path: cert.to_owned() });
+        return Err(FileError::CertParse {
+            path: cert.to_owned(),
+        });
     }
-    let key_pem = std::fs::read(key).map_err(|source| FileError::KeyRead { path: key.to_owned(), source })?;
-    let private_key =
-        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| FileError::KeyParse { path: key.to_owned() })?;
+    let key_pem = std::fs::read(key).map_err(|source| FileError::KeyRead {
+        path: key.to_owned(),
+        source,
+    })?;
+    let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| FileError::KeyParse {
+        path: key.to_owned(),
+    })?;
     let names = match names {
         Some(names) => names,
         None => {
-            let leaf = webpki::EndEntityCert::try_from(&chain[0])
-                .map_err(|_| FileError::CertParse { path: cert.to_owned() })?;
-            leaf.valid_dns_names().map(str::to_ascii_lowercase).collect()
+            let leaf =
+                webpki::EndEntityCert::try_from(&chain[0]).map_err(|_| FileError::CertParse {
+                    path: cert.to_owned(),
+                })?;
+            leaf.valid_dns_names()
+                .map(str::to_ascii_lowercase)
+                .collect()
         }
     };
     if names.is_empty() {
-        return Err(FileError::NoNames { path: cert.to_owned() });
+        return Err(FileError::NoNames {
+            path: cert.to_owned(),
+        });
     }
-    let certified = CertifiedKey::from_der(chain, private_key, &super::provider())
-        .map_err(|e| FileError::KeyMismatch { path: key.to_owned(), message: key_error_message(&e) })?;
-    Ok(LoadedCertificate { names, key: Arc::new(certified), cert_path: cert.to_owned() })
+    let certified =
+        CertifiedKey::from_der(chain, private_key, &super::provider()).map_err(|e| {
+            FileError::KeyMismatch {
+                path: key.to_owned(),
+                message: key_error_message(&e),
+            }
+        })?;
+    Ok(LoadedCertificate {
+        names,
+        key: Arc::new(certified),
+        cert_path: cert.to_owned(),
+    })
 }

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -62,7 +63,9 @@ pub enum LocalCaError {
 pub fn default_dir() -> Option<PathBuf> {
     let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".local/share"),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".local/share")
+        }
     };
     Some(base.join(APP_DIR))
 }
@@ -72,8 +75,14 @@ pub fn default_dir() -> Option<PathBuf> {
 fn ca_params() -> CertificateParams {
     let mut params = CertificateParams::default();
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.distinguished_name.push(DnType::CommonName, CA_COMMON_NAME);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params
+        .distinguished_name
+        .push(DnType::CommonName, CA_COMMON_NAME);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params
 }
 
@@ -84,7 +93,10 @@ impl LocalCa {
             let path = path.to_owned();
             move |source| LocalCaError::Io { path, source }
         };
-        let invalid = |path: &Path, e: rcgen::Error| LocalCaError::Invalid { path: path.to_owned(), message: e.to_string() };
+        let invalid = |path: &Path, e: rcgen::Error| LocalCaError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
         let key_path = dir.join(CA_KEY_FILE);
         let cert_path = dir.join(CA_CERT_FILE);
         std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -92,7 +104,8 @@ impl LocalCa {
         let key = match std::fs::read_to_string(&key_path) {
             Ok(pem) => KeyPair::from_pem(&pem).map_err(|e| invalid(&key_path, e))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)).map_err(io(dir))?;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
+                    .map_err(io(dir))?;
                 let key = KeyPair::generate().map_err(|e| invalid(&key_path, e))?;
                 write_private(&key_path, key.serialize_pem().as_bytes()).map_err(io(&key_path))?;
                 // A new key makes any old certificate useless.
@@ -110,21 +123,32 @@ impl LocalCa {
                 })?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let cert = ca_params().self_signed(&key).map_err(|e| invalid(&cert_path, e))?;
+                let cert = ca_params()
+                    .self_signed(&key)
+                    .map_err(|e| invalid(&cert_path, e))?;
                 std::fs::write(&cert_path, cert.pem()).map_err(io(&cert_path))?;
                 cert.der().clone()
             }
             Err(e) => return Err(io(&cert_path)(e)),
         };
-        Ok(LocalCa { issuer: Issuer::new(ca_params(), key), ca_der, cert_path })
+        Ok(LocalCa {
+            issuer: Issuer::new(ca_params(), key),
+            ca_der,
+            cert_path,
+        })
     }
 
     /// Issues a leaf for `names` (fresh key), chained to the CA.
     pub fn issue(&self, names: &[String]) -> Result<Arc<CertifiedKey>, LocalCaError> {
-        let invalid = |e: rcgen::Error| LocalCaError::Invalid { path: self.cert_path.clone(), message: e.to_string() };
+        let invalid = |e: rcgen::Error| LocalCaError::Invalid {
+            path: self.cert_path.clone(),
+            message: e.to_string(),
+        };
         let mut params = CertificateParams::new(names.to_vec()).map_err(invalid)?;
         if let Some(first) = names.first() {
-            params.distinguished_name.push(DnType::CommonName, first.as_str());
+            params
+                .distinguished_name
+                .push(DnType::CommonName, first.as_str());
         }
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -133,8 +157,13 @@ impl LocalCa {
         let leaf = params.signed_by(&key, &self.issuer).map_err(invalid)?;
         let chain = vec![leaf.der().clone(), self.ca_der.clone()];
         let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let certified = CertifiedKey::from_der(chain, private, &super::provider())
-            .map_err(|e| LocalCaError::Invalid { path: self.cert_path.clone(), message: e.to_string() })?;
+        let certified =
+            CertifiedKey::from_der(chain, private, &super::provider()).map_err(|e| {
+                LocalCaError::Invalid {
+                    path: self.cert_path.clone(),
+                    message: e.to_string(),
+                }
+            })?;
         Ok(Arc::new(certified))
     }
 
@@ -151,7 +180,11 @@ impl LocalCa {
 
 /// Creates `path` with owner-only permissions from the start.
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(KEY_FILE_MODE).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(KEY_FILE_MODE)
+        .open(path)?;
     file.write_all(contents)?;
     file.sync_all()
 }
@@ -163,15 +196,21 @@ pub(crate) mod tests {
     /// A throwaway self-signed certificate for `names`, for tests.
     pub(crate) fn self_signed(names: &[&str]) -> Arc<CertifiedKey> {
         let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
         let cert = params.self_signed(&key).unwrap();
         let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        Arc::new(CertifiedKey::from_der(vec![cert.der().clone()], private, &crate::tls::provider()).unwrap())
+        Arc::new(
+            CertifiedKey::from_der(vec![cert.der().clone()], private, &crate::tls::provider())
+                .unwrap(),
+        )
     }
 
     /// A fresh directory under the system temp dir, unique per test.
     pub(crate) fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("hearth-edge-test-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("hearth-edge-test-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
@@ -180,7 +219,11 @@ pub(crate) mod tests {
     fn ca_is_created_once_and_reused() {
         let dir = temp_dir("ca-reuse");
         let first = LocalCa::load_or_create(&dir).unwrap();
-        let mode = std::fs::metadata(dir.join(CA_KEY_FILE)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(dir.join(CA_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         let ca_pem = std::fs::read(dir.join(CA_CERT_FILE)).unwrap();
         let second = LocalCa::load_or_create(&dir).unwrap();
@@ -195,18 +238,32 @@ pub(crate) mod tests {
         let dir = temp_dir("ca-verify");
         let stored = LocalCa::load_or_create(&dir).unwrap().cert_der().clone();
         let reloaded = LocalCa::load_or_create(&dir).unwrap();
-        let leaf = reloaded.issue(&["hearth.localhost".to_owned(), "lk.hearth.localhost".to_owned()]).unwrap();
+        let leaf = reloaded
+            .issue(&[
+                "hearth.localhost".to_owned(),
+                "lk.hearth.localhost".to_owned(),
+            ])
+            .unwrap();
 
         let mut roots = rustls::RootCertStore::empty();
         roots.add(stored).unwrap();
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), crate::tls::provider())
-            .build()
-            .unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            crate::tls::provider(),
+        )
+        .build()
+        .unwrap();
         let name = rustls_pki_types::ServerName::try_from("lk.hearth.localhost").unwrap();
         let now = rustls_pki_types::UnixTime::now();
-        verifier.verify_server_cert(&leaf.cert[0], &leaf.cert[1..], &name, &[], now).unwrap();
+        verifier
+            .verify_server_cert(&leaf.cert[0], &leaf.cert[1..], &name, &[], now)
+            .unwrap();
         let other = rustls_pki_types::ServerName::try_from("other.localhost").unwrap();
-        assert!(verifier.verify_server_cert(&leaf.cert[0], &leaf.cert[1..], &other, &[], now).is_err());
+        assert!(
+            verifier
+                .verify_server_cert(&leaf.cert[0], &leaf.cert[1..], &other, &[], now)
+                .is_err()
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -94,7 +94,9 @@ impl CertStore {
 impl fmt::Debug for CertStore {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         // Names only: never key material.
-        f.debug_struct("CertStore").field("names", &self.names()).finish()
+        f.debug_struct("CertStore")
+            .field("names", &self.names())
+            .finish()
     }
 }
 
@@ -129,7 +131,10 @@ mod tests {
         let exact = self_signed(&["a.example"]);
         let wild = self_signed(&["*.example"]);
         let store = CertStore::new();
-        store.replace([("a.example".to_owned(), exact.clone()), ("*.example".to_owned(), wild.clone())]);
+        store.replace([
+            ("a.example".to_owned(), exact.clone()),
+            ("*.example".to_owned(), wild.clone()),
+        ]);
         assert!(Arc::ptr_eq(&store.lookup("a.example").unwrap(), &exact));
         assert!(Arc::ptr_eq(&store.lookup("B.example").unwrap(), &wild));
         assert!(Arc::ptr_eq(&store.lookup("b.example.").unwrap(), &wild));
