@@ -164,16 +164,29 @@ fn classify(store: &mut Store<StoreState>, e: wasmtime::Error) -> PolicyError {
         return PolicyError::Timeout;
     }
     let mut message = match e.downcast_ref::<Trap>() {
-        Some(trap) => format!("wasm trap: {trap}"),
+        Some(trap) => trap.to_string(),
         // Not a wasm trap: a host function refused (e.g. a blocking WASI
-        // call) or instantiation failed. The first line is the cause.
-        None => format!("{e}"),
+        // call) or instantiation failed.
+        None => crate::runtime::one_line(&e),
     };
-    for text in &output {
-        message.push_str(": ");
-        message.push_str(&text.replace('\n', " / "));
+    let said = guest_said(&output);
+    if !said.is_empty() {
+        message.push_str("; guest stderr: ");
+        message.push_str(&said);
     }
     PolicyError::Trap(message)
+}
+
+/// The guest's output on one line: non-empty lines joined with ` / `,
+/// without Rust's hint about `RUST_BACKTRACE` (a policy cannot act on it).
+fn guest_said(output: &[String]) -> String {
+    output
+        .iter()
+        .flat_map(|text| text.lines())
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 // === impl StoreState ===

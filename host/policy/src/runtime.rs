@@ -12,11 +12,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker};
+use sha2::{Digest, Sha256};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::Policy as PolicyWorld;
@@ -54,9 +55,16 @@ pub const MAX_POLICY_MEMORY: u64 = 1 << 30;
 /// Directory name under the user's cache directory.
 const CACHE_DIR_NAME: &str = "hearth-wasm-edge";
 
+/// Compiled components kept in memory, by content hash, so loading the same
+/// policy again (each config of a case file, a reload that did not change
+/// the file) neither compiles nor reads the disk cache. Each is a few MiB.
+const MEMORY_CACHE_ENTRIES: usize = 8;
+
 /// Where a precompiled policy came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArtifactSource {
+    /// Already compiled by this runtime (same file contents).
+    Memory,
     /// Loaded from the on-disk cache without compiling.
     Cache,
     /// Compiled now (and written to the cache, if one is configured).
@@ -86,6 +94,8 @@ struct Inner {
     linker: Linker<StoreState>,
     options: RuntimeOptions,
     shared: Arc<RuntimeShared>,
+    /// Recently loaded components, most recent last.
+    recent: Mutex<Vec<([u8; 32], Component)>>,
     hits: AtomicU64,
     compiled: AtomicU64,
     bad_entries: AtomicU64,
@@ -150,6 +160,7 @@ impl Runtime {
                 linker,
                 options,
                 shared,
+                recent: Mutex::new(Vec::new()),
                 hits: AtomicU64::new(0),
                 compiled: AtomicU64::new(0),
                 bad_entries: AtomicU64::new(0),
@@ -210,6 +221,33 @@ impl Runtime {
     /// The compiled component for `wasm` (read from `path`): from the cache
     /// when it holds a good entry, else compiled and written to the cache.
     pub(crate) fn component(
+        &self,
+        path: &Path,
+        wasm: &[u8],
+    ) -> Result<(Component, ArtifactSource), LoadError> {
+        let digest: [u8; 32] = Sha256::digest(wasm).into();
+        if let Some(component) = self.recent_component(&digest) {
+            return Ok((component, ArtifactSource::Memory));
+        }
+        let (component, source) = self.component_from_disk_or_compiled(path, wasm)?;
+        let mut recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() >= MEMORY_CACHE_ENTRIES {
+            recent.remove(0);
+        }
+        recent.push((digest, component.clone()));
+        Ok((component, source))
+    }
+
+    fn recent_component(&self, digest: &[u8; 32]) -> Option<Component> {
+        let mut recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let i = recent.iter().position(|(d, _)| d == digest)?;
+        let entry = recent.remove(i);
+        let component = entry.1.clone();
+        recent.push(entry);
+        Some(component)
+    }
+
+    fn component_from_disk_or_compiled(
         &self,
         path: &Path,
         wasm: &[u8],

@@ -1,7 +1,14 @@
-//! `hearth-wasm-edge test` and `hearth-wasm-edge explain`.
+//! `hearth-wasm-edge test` and `hearth-wasm-edge explain`: thin command-line
+//! faces of the policy harness in `hearth_edge_policy::harness` (which owns
+//! the case format and the comparison); this file only prints.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use hearth_edge_policy::harness::{self, HarnessError, HelloSpec, Report};
+use hearth_edge_policy::{Limits, LoadError, LogRecord, Policy, Runtime, RuntimeOptions};
 
 /// Arguments of `explain`.
 #[derive(Debug, clap::Args)]
@@ -25,12 +32,133 @@ pub struct ExplainArgs {
 
 /// Runs case files against a policy; exit code 1 if any case fails.
 pub fn test(policy: &Path, cases: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let _ = (policy, cases);
-    anyhow::bail!("not yet implemented")
+    let runtime = runtime()?;
+    let mut report = Report::default();
+    let mut broken_files = 0;
+    let wasm = match std::fs::read(policy) {
+        Ok(wasm) => wasm,
+        Err(source) => {
+            println!("{}", LoadError::Read { path: policy.to_owned(), source });
+            println!("{}", report.summary());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for path in cases {
+        let outcome = harness::read_case_file(path).and_then(|file| {
+            harness::run_cases(&runtime, policy, &wasm, path, &file, Limits::default())
+        });
+        match outcome {
+            Ok(file_report) => {
+                for failure in &file_report.failures {
+                    println!("{failure}");
+                }
+                report.merge(file_report);
+            }
+            Err(HarnessError::Load(e)) => {
+                // The policy itself is unusable: no case file can pass.
+                println!("{e}");
+                println!("{}", report.summary());
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => {
+                println!("{e}");
+                broken_files += 1;
+            }
+        }
+    }
+    println!("{}", report.summary());
+    Ok(if report.failures.is_empty() && broken_files == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Prints the decision for one hello.
 pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    anyhow::bail!("not yet implemented")
+    let spec = HelloSpec {
+        sni: args.sni,
+        alpn: args.alpn,
+        source: args.source,
+        ..HelloSpec::default()
+    };
+    let hello = spec.to_hello().map_err(anyhow::Error::msg)?;
+    let config = harness::config_pairs(&args.policy_config).map_err(anyhow::Error::msg)?;
+
+    let runtime = runtime()?;
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    runtime.set_log_sink(Some(Arc::new(move |r: &LogRecord<'_>| {
+        let line = format!("{:<5} {}", level_name(r.level), r.message);
+        sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+    })));
+
+    println!("policy:   {}", args.policy.display());
+    for (k, v) in &config {
+        println!("config:   {k} = {v}");
+    }
+    println!("hello:");
+    println!("  server_name:          {}", hello.server_name.as_deref().unwrap_or("(none)"));
+    println!("  alpn:                 {}", list(&hello.alpn));
+    println!("  source:               {}:{}", hello.source_addr, hello.source_port);
+    println!("  local_port:           {}", hello.local_port);
+    println!("  supported_versions:   {}", hex_list(&hello.supported_versions));
+    println!("  cipher_suites:        {}", hex_list(&hello.cipher_suites));
+    println!("  supported_groups:     {}", hex_list(&hello.supported_groups));
+    println!("  key_share_groups:     {}", hex_list(&hello.key_share_groups));
+    println!("  signature_algorithms: {}", hex_list(&hello.signature_algorithms));
+    println!("  extensions:           {}", hex_list(&hello.extensions));
+
+    let outcome = Policy::load(&runtime, &args.policy, config, Limits::default())
+        .map_err(|e| e.to_string())
+        .and_then(|policy| policy.decide(&hello).map_err(|e| e.to_string()));
+    let code = match &outcome {
+        Ok(decision) => {
+            println!("decision: {}", harness::describe(decision));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("error:    {e}");
+            ExitCode::FAILURE
+        }
+    };
+    let lines = lines.lock().unwrap_or_else(|p| p.into_inner());
+    if lines.is_empty() {
+        println!("policy log: (nothing)");
+    } else {
+        println!("policy log:");
+        for line in lines.iter() {
+            println!("  {line}");
+        }
+    }
+    Ok(code)
+}
+
+/// A runtime with the per-user precompiled cache, so repeated runs start fast.
+fn runtime() -> anyhow::Result<Runtime> {
+    let options = RuntimeOptions {
+        cache_dir: RuntimeOptions::default_cache_dir(),
+        ..RuntimeOptions::default()
+    };
+    Runtime::new(options).context("starting the policy runtime")
+}
+
+fn level_name(level: hearth_edge_policy::Level) -> &'static str {
+    use hearth_edge_policy::Level;
+    match level {
+        Level::Error => "error",
+        Level::Warn => "warn",
+        Level::Info => "info",
+        Level::Debug => "debug",
+        Level::Trace => "trace",
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() { "(none)".into() } else { items.join(", ") }
+}
+
+fn hex_list(items: &[u16]) -> String {
+    let parts: Vec<String> = items.iter().map(|v| format!("{v:#06x}")).collect();
+    list(&parts)
 }
