@@ -176,14 +176,15 @@ fn connection_limit_refuses_only_the_excess_connection() {
         sock.write_all(&hello).unwrap();
         sock
     };
-    let echo_ok = |sock: &mut TcpStream| {
-        let mut echoed = vec![0; hello.len()];
-        sock.read_exact(&mut echoed).is_ok() && echoed == hello
+    // Reads back `sent` from the echo backend.
+    let echo_ok = |sock: &mut TcpStream, sent: &[u8]| {
+        let mut echoed = vec![0; sent.len()];
+        sock.read_exact(&mut echoed).is_ok() && echoed == sent
     };
     let mut first = open();
     let mut second = open();
     assert!(
-        echo_ok(&mut first) && echo_ok(&mut second),
+        echo_ok(&mut first, &hello) && echo_ok(&mut second, &hello),
         "two connections fit the limit"
     );
 
@@ -194,12 +195,19 @@ fn connection_limit_refuses_only_the_excess_connection() {
     );
     edge.expect_log(&["connection limit reached"], STEP_TIMEOUT);
     assert_eq!(backend.accepts(), 2, "the refused connection must not dial");
-    assert!(echo_ok(&mut first), "established connections keep working");
+    first.write_all(b"still here").unwrap();
+    assert!(
+        echo_ok(&mut first, b"still here"),
+        "established connections keep working"
+    );
 
     drop(first);
     edge.expect_log(&["connection closed", TURN_NAME], STEP_TIMEOUT);
     let mut fourth = open();
-    assert!(echo_ok(&mut fourth), "a slot freed by a close is reused");
+    assert!(
+        echo_ok(&mut fourth, &hello),
+        "a slot freed by a close is reused"
+    );
 }
 
 #[test]

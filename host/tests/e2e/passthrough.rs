@@ -148,14 +148,19 @@ fn proxy_protocol_v2_header_carries_the_client_address_before_the_hello() {
     const FIXED_HEADER: usize = 16;
     let backend = Recorder::start(Mode::Record);
     let edge = EdgeBuilder::hearth()
-        .backend_yaml("turn", &format!("{{ addr: \"{}\", proxy_protocol: v2 }}", backend.addr))
+        .backend_yaml(
+            "turn",
+            &format!("{{ addr: \"{}\", proxy_protocol: v2 }}", backend.addr),
+        )
         .start();
     let hello = rustls_hello(TURN_NAME);
     let mut sock = TcpStream::connect(edge.addr).unwrap();
     let client = sock.local_addr().unwrap();
     sock.write_all(&hello).unwrap();
 
-    let got = backend.wait_received(0, FIXED_HEADER + hello.len(), STEP_TIMEOUT).expect("header and hello");
+    let got = backend
+        .wait_received(0, FIXED_HEADER + hello.len(), STEP_TIMEOUT)
+        .expect("header and hello");
     assert_eq!(&got[..12], SIGNATURE, "{got:02x?}");
     assert_eq!(got[12], VERSION_2_PROXY);
     assert_eq!(got[13], TCP_OVER_IPV4);
@@ -163,8 +168,22 @@ fn proxy_protocol_v2_header_carries_the_client_address_before_the_hello() {
     let addresses = &got[FIXED_HEADER..FIXED_HEADER + 12];
     assert_eq!(&addresses[..4], &[127, 0, 0, 1], "source address");
     assert_eq!(&addresses[4..8], &[127, 0, 0, 1], "destination address");
-    assert_eq!(u16::from_be_bytes([addresses[8], addresses[9]]), client.port(), "source port");
-    assert_eq!(u16::from_be_bytes([addresses[10], addresses[11]]), edge.addr.port(), "destination port");
-    let rest = backend.wait_received(0, FIXED_HEADER + len + hello.len(), STEP_TIMEOUT).unwrap();
-    assert_eq!(&rest[FIXED_HEADER + len..], &hello[..], "the hello follows the header unchanged");
+    assert_eq!(
+        u16::from_be_bytes([addresses[8], addresses[9]]),
+        client.port(),
+        "source port"
+    );
+    assert_eq!(
+        u16::from_be_bytes([addresses[10], addresses[11]]),
+        edge.addr.port(),
+        "destination port"
+    );
+    let rest = backend
+        .wait_received(0, FIXED_HEADER + len + hello.len(), STEP_TIMEOUT)
+        .unwrap();
+    assert_eq!(
+        &rest[FIXED_HEADER + len..],
+        &hello[..],
+        "the hello follows the header unchanged"
+    );
 }
