@@ -2,6 +2,8 @@
 //! stderr, at the configured level unless `RUST_LOG` says otherwise. Called
 //! once by `cli/serve.rs`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
@@ -12,7 +14,9 @@ pub fn init(settings: &LogSettings) {
         .unwrap_or_else(|_| EnvFilter::new(settings.level.as_str().to_ascii_lowercase()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only for a person watching; log files and pipes get plain text.
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match settings.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

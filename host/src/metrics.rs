@@ -157,8 +157,8 @@ impl Metrics {
     }
 }
 
-/// Increments `counter` and returns a guard that decrements it when dropped:
-/// the `active` gauge stays right on every exit path.
+/// Increments the `active` gauge and returns a guard that decrements it when
+/// dropped, so the gauge stays right on every exit path.
 pub fn track_active(metrics: &Metrics) -> ActiveGuard<'_> {
     metrics.active.fetch_add(1, Ordering::Relaxed);
     ActiveGuard(&metrics.active)

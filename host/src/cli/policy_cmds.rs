@@ -38,7 +38,13 @@ pub fn test(policy: &Path, cases: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let wasm = match std::fs::read(policy) {
         Ok(wasm) => wasm,
         Err(source) => {
-            println!("{}", LoadError::Read { path: policy.to_owned(), source });
+            println!(
+                "{}",
+                LoadError::Read {
+                    path: policy.to_owned(),
+                    source
+                }
+            );
             println!("{}", report.summary());
             return Ok(ExitCode::FAILURE);
         }
@@ -98,15 +104,33 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         println!("config:   {k} = {v}");
     }
     println!("hello:");
-    println!("  server_name:          {}", hello.server_name.as_deref().unwrap_or("(none)"));
+    println!(
+        "  server_name:          {}",
+        hello.server_name.as_deref().unwrap_or("(none)")
+    );
     println!("  alpn:                 {}", list(&hello.alpn));
-    println!("  source:               {}:{}", hello.source_addr, hello.source_port);
+    println!(
+        "  source:               {}:{}",
+        hello.source_addr, hello.source_port
+    );
     println!("  local_port:           {}", hello.local_port);
-    println!("  supported_versions:   {}", hex_list(&hello.supported_versions));
+    println!(
+        "  supported_versions:   {}",
+        hex_list(&hello.supported_versions)
+    );
     println!("  cipher_suites:        {}", hex_list(&hello.cipher_suites));
-    println!("  supported_groups:     {}", hex_list(&hello.supported_groups));
-    println!("  key_share_groups:     {}", hex_list(&hello.key_share_groups));
-    println!("  signature_algorithms: {}", hex_list(&hello.signature_algorithms));
+    println!(
+        "  supported_groups:     {}",
+        hex_list(&hello.supported_groups)
+    );
+    println!(
+        "  key_share_groups:     {}",
+        hex_list(&hello.key_share_groups)
+    );
+    println!(
+        "  signature_algorithms: {}",
+        hex_list(&hello.signature_algorithms)
+    );
     println!("  extensions:           {}", hex_list(&hello.extensions));
 
     let outcome = Policy::load(&runtime, &args.policy, config, Limits::default())
@@ -155,7 +179,11 @@ fn level_name(level: hearth_edge_policy::Level) -> &'static str {
 }
 
 fn list(items: &[String]) -> String {
-    if items.is_empty() { "(none)".into() } else { items.join(", ") }
+    if items.is_empty() {
+        "(none)".into()
+    } else {
+        items.join(", ")
+    }
 }
 
 fn hex_list(items: &[u16]) -> String {

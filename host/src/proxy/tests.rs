@@ -567,3 +567,51 @@ async fn connections_over_the_limit_are_closed_and_others_continue() {
     third.write_all(&hello).await.unwrap();
     assert_eq!(read_exactly(&mut third, hello.len()).await, hello);
 }
+
+#[tokio::test]
+async fn ipv4_and_ipv6_listeners_serve_side_by_side() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    }
+    let echo = echo_backend().await;
+    // The policy sees the source address as text: pass IPv6 clients, reject IPv4.
+    let by_source = |hello: &ClientHello| -> Result<Decision, PolicyError> {
+        Ok(match hello.source_addr.as_str() {
+            "::1" => Decision::Passthrough(route("echo", ProxyProtocol::BackendDefault)),
+            "127.0.0.1" => Decision::Reject(Rejection {
+                reason: "ipv4".to_owned(),
+                alert: Alert::AccessDenied,
+            }),
+            other => panic!("unexpected source address {other}"),
+        })
+    };
+    let yaml = format!(
+        "listen: [\"127.0.0.1:0\", \"[::1]:0\"]\npolicy: {{ path: unused.wasm }}\nbackends:\n  echo: {{ addr: \"{echo}\" }}\n"
+    );
+    let config = Config::from_yaml(
+        &yaml,
+        "test.yaml",
+        Path::new("."),
+        Some(Path::new("unused.wasm")),
+    )
+    .unwrap();
+    let edge = Edge::bind(
+        Arc::new(config),
+        Arc::new(by_source),
+        Arc::new(CertStore::new()),
+    )
+    .unwrap();
+    let addrs = edge.local_addrs();
+    let metrics = edge.metrics();
+    tokio::spawn(edge.run(std::future::pending()));
+    let hello = hello_bytes("pass.test");
+
+    let mut v6 = connect(addrs[1]).await;
+    v6.write_all(&hello).await.unwrap();
+    assert_eq!(read_exactly(&mut v6, hello.len()).await, hello);
+    let mut v4 = connect(addrs[0]).await;
+    v4.write_all(&hello).await.unwrap();
+    assert_eq!(read_to_end(&mut v4).await, reject::alert_record(49));
+    assert_eq!(metrics.snapshot().rejects["ipv4"], 1);
+}

@@ -30,6 +30,13 @@ const DIR_MODE: u32 = 0o700;
 const CA_COMMON_NAME: &str = "hearth-wasm-edge local CA";
 /// The application's directory name under the user data directory.
 const APP_DIR: &str = "hearth-wasm-edge";
+/// Leaf validity starts this many days back, for clocks slightly behind.
+const LEAF_BACKDATE_DAYS: i64 = 1;
+/// Leaf validity in days: under the 398-day cap some clients apply even to
+/// private CAs; a new leaf is issued at every start anyway.
+const LEAF_VALIDITY_DAYS: i64 = 397;
+/// Seconds per day.
+const SECS_PER_DAY: u64 = 86_400;
 
 /// The CA, loaded or created.
 pub struct LocalCa {
@@ -151,6 +158,11 @@ impl LocalCa {
                 .push(DnType::CommonName, first.as_str());
         }
         params.use_authority_key_identifier_extension = true;
+        let today = unix_days_now();
+        let (y, m, d) = civil_from_days(today - LEAF_BACKDATE_DAYS);
+        params.not_before = rcgen::date_time_ymd(y, m, d);
+        let (y, m, d) = civil_from_days(today + LEAF_VALIDITY_DAYS);
+        params.not_after = rcgen::date_time_ymd(y, m, d);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate().map_err(invalid)?;
@@ -176,6 +188,29 @@ impl LocalCa {
     pub fn cert_der(&self) -> &CertificateDer<'static> {
         &self.ca_der
     }
+}
+
+/// Days since 1970-01-01, UTC.
+fn unix_days_now() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    i64::try_from(secs / SECS_PER_DAY).unwrap_or(0)
+}
+
+/// (year, month, day) of the given day since 1970-01-01: the
+/// civil-from-days algorithm of H. Hinnant's `date` library.
+fn civil_from_days(days: i64) -> (i32, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year as i32, month as u8, day as u8)
 }
 
 /// Creates `path` with owner-only permissions from the start.
@@ -213,6 +248,15 @@ pub(crate) mod tests {
             std::env::temp_dir().join(format!("hearth-edge-test-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn civil_dates_from_unix_days() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(59), (1970, 3, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
     }
 
     #[test]
