@@ -151,6 +151,8 @@ pub fn run_cases(
     file: &CaseFile,
     limits: Limits,
 ) -> Result<Report, HarnessError> {
+    // Fail on a broken policy even when no case would load it.
+    Policy::check_bytes(runtime, policy_path, wasm).map_err(HarnessError::Load)?;
     let mut loaded: HashMap<Vec<(String, String)>, Loaded> = HashMap::new();
     let mut report = Report::default();
     for case in &file.cases {

@@ -112,13 +112,7 @@ impl Policy {
                 limits.max_memory
             )));
         }
-        let (component, source) = runtime.component(path, wasm)?;
-        let instance_pre = runtime
-            .linker()
-            .instantiate_pre(&component)
-            .map_err(|e| invalid(format!("not a hearth:edge policy: {}", one_line(&e))))?;
-        let pre = PolicyPre::new(instance_pre)
-            .map_err(|e| invalid(format!("not a hearth:edge policy: {}", one_line(&e))))?;
+        let (pre, source) = prepare(runtime, path, wasm)?;
 
         let name: Arc<str> = path
             .file_stem()
@@ -159,6 +153,13 @@ impl Policy {
         };
         tracing::info!(policy = policy.name(), path = %path.display(), ?source, "policy loaded");
         Ok(policy)
+    }
+
+    /// Checks that `wasm` is a policy this runtime can run (a component of
+    /// the `hearth:edge/policy` world whose imports are all provided),
+    /// without instantiating it or calling `init`.
+    pub fn check_bytes(runtime: &Runtime, path: &Path, wasm: &[u8]) -> Result<(), LoadError> {
+        prepare(runtime, path, wasm).map(drop)
     }
 
     /// Asks the policy what to do with one connection. Synchronous and
@@ -264,6 +265,25 @@ impl Policy {
         // valid list.
         self.inner.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Compiles (or loads) `wasm` and links it against the runtime's imports.
+fn prepare(
+    runtime: &Runtime,
+    path: &Path,
+    wasm: &[u8],
+) -> Result<(PolicyPre<crate::instance::StoreState>, ArtifactSource), LoadError> {
+    let invalid = |e: wasmtime::Error| LoadError::Invalid {
+        path: path.to_owned(),
+        message: format!("not a hearth:edge policy: {}", one_line(&e)),
+    };
+    let (component, source) = runtime.component(path, wasm)?;
+    let instance_pre = runtime
+        .linker()
+        .instantiate_pre(&component)
+        .map_err(invalid)?;
+    let pre = PolicyPre::new(instance_pre).map_err(invalid)?;
+    Ok((pre, source))
 }
 
 impl std::fmt::Debug for Policy {

@@ -6,6 +6,7 @@ mod runtime {
     mod cache;
     mod capabilities;
     mod faults;
+    mod harness;
     mod loading;
     mod shipped;
     mod support;

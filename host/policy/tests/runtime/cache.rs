@@ -112,3 +112,19 @@ fn a_truncated_entry_is_recompiled() {
     assert_eq!(load(&rt).artifact_source(), ArtifactSource::Compiled);
     assert_eq!(rt.cache_stats().bad_entries, 1);
 }
+
+#[test]
+fn loading_the_same_file_again_reuses_the_compiled_component() {
+    let dir = ScratchDir::new("cache-memory");
+    let rt = runtime_with_cache(&dir);
+    assert_eq!(load(&rt).artifact_source(), ArtifactSource::Compiled);
+    assert_eq!(load(&rt).artifact_source(), ArtifactSource::Memory);
+    assert_eq!(
+        rt.cache_stats(),
+        CacheStats {
+            hits: 0,
+            compiled: 1,
+            bad_entries: 0
+        }
+    );
+}
