@@ -372,9 +372,20 @@ mod tests {
     fn full_example_has_every_field_and_its_defaults() {
         let config = load_relative("valid", "full.yaml").unwrap();
         assert_eq!(config.listen.len(), 2);
+        let policy_config: Vec<(&str, &str)> = config
+            .policy
+            .config
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         assert_eq!(
-            config.policy.config[0],
-            ("domain".to_owned(), "hearth.example".to_owned())
+            policy_config,
+            [
+                ("domain", "hearth.example"),
+                ("turn_aliases", "cdn.hearth.example"),
+                ("max_per_second", "20"),
+                ("strict", "true")
+            ]
         );
         assert_eq!(
             config.policy.on_error,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::duration::{ByteSize, ConfigDuration};
-use super::values::{Alpn, BackendAddr, BackendName, Hostname, ListenList, PolicyConfigMap};
+use super::values::{Alpn, BackendAddr, BackendName, Hostname, ListenList};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -39,9 +39,10 @@ pub struct RawConfig {
 pub struct RawPolicy {
     /// The component; may be left out when `--policy` gives it.
     pub path: Option<PathBuf>,
-    /// Handed to the policy's `init`.
+    /// Handed to the policy's `init` (scalars as text; checked in
+    /// `validate.rs` by the policy harness's own conversion).
     #[serde(default)]
-    pub config: PolicyConfigMap,
+    pub config: serde_yaml::Value,
     /// `reject` or a backend name.
     pub on_error: Option<String>,
     /// Resource limits of each call.

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use hearth_edge_policy::Limits as PolicyLimits;
+use hearth_edge_policy::harness::{ConfigError as PolicyConfigError, config_map};
 
 use super::raw::{RawConfig, RawLevel, RawProxyProtocol};
 use super::{
@@ -132,9 +133,19 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
     if max_time.is_zero() {
         return fail("policy.limits.max_time", "must be more than 0");
     }
+    let config = config_map(&raw.policy.config).map_err(|e| match e {
+        PolicyConfigError::BadValue { ref key, .. } => FieldError {
+            path: format!("policy.config.{key}"),
+            message: e.to_string(),
+        },
+        other => FieldError {
+            path: "policy.config".to_owned(),
+            message: other.to_string(),
+        },
+    })?;
     let policy = PolicySettings {
         path,
-        config: raw.policy.config.0,
+        config,
         on_error,
         limits: PolicyLimits {
             max_memory,

@@ -1,5 +1,5 @@
 //! Validating newtypes for config values: listen addresses, backend
-//! addresses and names, host names, ALPN ids, and the policy config map.
+//! addresses and names, host names and ALPN ids.
 //! Each rejects bad text while the YAML is read, so the error carries the
 //! field's path and line.
 //!
@@ -9,7 +9,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 /// The longest host name (RFC 1035 §2.3.4), in bytes.
 const MAX_HOSTNAME_LEN: usize = 253;
@@ -50,11 +50,6 @@ pub struct Hostname(pub String);
 /// An ALPN protocol id such as `h2` or `http/1.1`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alpn(pub String);
-
-/// `policy.config`: a mapping of scalars, handed to the policy as strings, in
-/// the order written.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PolicyConfigMap(pub Vec<(String, String)>);
 
 // === parsing ===
 
@@ -215,60 +210,6 @@ impl<'de> serde::Deserialize<'de> for ListenList {
     }
 }
 
-/// One scalar of `policy.config`, as text.
-struct Scalar(String);
-
-impl<'de> serde::Deserialize<'de> for Scalar {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Scalar;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a scalar (string, number or boolean)")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
-                Ok(Scalar(v.to_owned()))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
-                Ok(Scalar(v.to_string()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
-                Ok(Scalar(v.to_string()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
-                Ok(Scalar(v.to_string()))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
-                Ok(Scalar(v.to_string()))
-            }
-        }
-        deserializer.deserialize_any(V)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for PolicyConfigMap {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = PolicyConfigMap;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a mapping of names to scalars")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut entries = Vec::new();
-                while let Some((key, Scalar(value))) = map.next_entry::<Scalar, Scalar>()? {
-                    entries.push((key.0, value));
-                }
-                Ok(PolicyConfigMap(entries))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(PolicyConfigMap::default())
-            }
-        }
-        deserializer.deserialize_any(V)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,14 +273,5 @@ mod tests {
         let two: ListenList = serde_yaml::from_str("[\"0.0.0.0:443\", \"[::]:443\"]").unwrap();
         assert_eq!(two.0.len(), 2);
         assert!(serde_yaml::from_str::<ListenList>("\"localhost:443\"").is_err());
-    }
-
-    #[test]
-    fn policy_config_scalars_become_strings_in_order() {
-        let map: PolicyConfigMap = serde_yaml::from_str("{ b: 1, a: true, c: x.example }").unwrap();
-        let expected = [("b", "1"), ("a", "true"), ("c", "x.example")]
-            .map(|(k, v)| (k.to_owned(), v.to_owned()));
-        assert_eq!(map.0, expected);
-        assert!(serde_yaml::from_str::<PolicyConfigMap>("{ a: [1] }").is_err());
     }
 }
