@@ -39,12 +39,15 @@ struct Record {
 
 /// What the policy (or `on_error`) chose, resolved against the config.
 enum Action<'a> {
-    Relay {
-        mode: Mode,
-        backend: &'a Backend,
-        proxy_v2: bool,
-    },
+    Relay(Target<'a>),
     Reject(Rejection),
+}
+
+/// Where a relayed connection goes.
+struct Target<'a> {
+    mode: Mode,
+    backend: &'a Backend,
+    proxy_v2: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -109,28 +112,45 @@ async fn serve(
     .await?;
     record.sni = hello.server_name.clone();
     let hello = policy_hello(hello, record.source, local);
+    match decide(shared, &hello, record)? {
+        Action::Reject(rejection) => Ok(refuse(shared, client, record, rejection).await),
+        Action::Relay(target) => relay(shared, client, local, replay, record, target).await,
+    }
+}
 
-    let (mode, backend, proxy_v2) = match decide(shared, &hello, record)? {
-        Action::Reject(rejection) => {
-            info!(
-                source = %record.source,
-                sni = record.sni.as_deref().unwrap_or("-"),
-                reason = %rejection.reason,
-                alert = reject::alert_name(rejection.alert),
-                "connection rejected"
-            );
-            shared.metrics.reject(&rejection.reason);
-            reject::send(client, rejection.alert).await;
-            return Ok(Outcome::Reject);
-        }
-        Action::Relay {
-            mode,
-            backend,
-            proxy_v2,
-        } => (mode, backend, proxy_v2),
-    };
+/// Turns the client away as the policy asked.
+async fn refuse(
+    shared: &Shared,
+    client: &mut TcpStream,
+    record: &Record,
+    rejection: Rejection,
+) -> Outcome {
+    info!(
+        source = %record.source,
+        sni = record.sni.as_deref().unwrap_or("-"),
+        reason = %rejection.reason,
+        alert = reject::alert_name(rejection.alert),
+        "connection rejected"
+    );
+    shared.metrics.reject(&rejection.reason);
+    reject::send(client, rejection.alert).await;
+    Outcome::Reject
+}
+
+/// Dials the backend, then passes through or terminates, and relays until
+/// the connection ends.
+async fn relay(
+    shared: &Shared,
+    client: &mut TcpStream,
+    local: SocketAddr,
+    replay: Vec<u8>,
+    record: &mut Record,
+    target: Target<'_>,
+) -> Result<Outcome, ConnError> {
+    let limits = &shared.config.limits;
+    let backend = target.backend;
     record.backend = Some(backend.name.clone());
-    let tls = match mode {
+    let tls = match target.mode {
         Mode::Terminate => Some(
             shared
                 .tls
@@ -141,7 +161,9 @@ async fn serve(
         Mode::Passthrough => None,
     };
     let upstream = dial(backend, limits.backend_dial_timeout).await?;
-    let header = proxy_v2.then(|| proxy_protocol::header_v2(record.source, local));
+    let header = target
+        .proxy_v2
+        .then(|| proxy_protocol::header_v2(record.source, local));
 
     let relayed = match tls {
         None => {
@@ -150,6 +172,7 @@ async fn serve(
         Some(tls) => {
             // The handshake gets as long as the hello had.
             let handshake_timeout = limits.client_hello_timeout;
+            let idle = limits.idle_timeout;
             terminate::run(
                 &mut *client,
                 replay,
@@ -157,13 +180,13 @@ async fn serve(
                 upstream,
                 header,
                 handshake_timeout,
-                limits.idle_timeout,
+                idle,
             )
             .await?
         }
     };
     finish_relay(shared, record, relayed);
-    Ok(match mode {
+    Ok(match target.mode {
         Mode::Passthrough => Outcome::Passthrough,
         Mode::Terminate => Outcome::Terminate,
     })
@@ -264,11 +287,11 @@ fn resolve(config: &crate::config::Config, decision: Decision) -> Result<Action<
         ProxyProtocol::Off => false,
         ProxyProtocol::V2 => true,
     };
-    Ok(Action::Relay {
+    Ok(Action::Relay(Target {
         mode,
         backend,
         proxy_v2,
-    })
+    }))
 }
 
 /// Connects to `backend` within `timeout`.
