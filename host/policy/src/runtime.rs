@@ -327,9 +327,18 @@ impl Ticker {
         let thread = std::thread::Builder::new()
             .name("policy-epoch".into())
             .spawn(move || {
+                // Ticks are scheduled on absolute times and caught up after
+                // an oversleep, so the epoch follows the wall clock: `sleep`
+                // alone overshoots every tick (by up to ~25% for 1 ms on a
+                // VM), which would stretch every `max_time` by as much.
+                let mut next = Instant::now() + tick;
                 while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    engine.increment_epoch();
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                    let now = Instant::now();
+                    while next <= now {
+                        engine.increment_epoch();
+                        next += tick;
+                    }
                 }
             })?;
         Ok(Ticker {

@@ -112,3 +112,39 @@ fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn an_exhausted_instance_pool_is_an_error_not_a_crash() {
+    use hearth_edge_policy::{POOL_INSTANCES, PolicyError};
+    let rt = runtime();
+    let path = guest(TRAP);
+    // Each loaded policy keeps one initialised instance.
+    let mut held: Vec<Policy> = (0..POOL_INSTANCES)
+        .map(|i| {
+            Policy::load(&rt, &path, vec![], Limits::default())
+                .unwrap_or_else(|e| panic!("policy {i}: {e}"))
+        })
+        .collect();
+    let err = Policy::load(&rt, &path, vec![], Limits::default()).unwrap_err();
+    match &err {
+        LoadError::InitFailed {
+            source: PolicyError::Unavailable(_),
+            ..
+        } => {}
+        other => panic!("expected an unavailable instance, got {other:?}"),
+    }
+    // A busy policy asked for a second, concurrent instance gets the same
+    // answer as an error, and keeps serving with the one it has.
+    held.truncate(POOL_INSTANCES as usize - 1);
+    let extra = Policy::load(&rt, &path, vec![], Limits::default()).expect("a slot was freed");
+    assert_eq!(
+        extra
+            .decide_with_fresh_instance(&super::support::hello(None))
+            .unwrap_err()
+            .kind(),
+        "unavailable"
+    );
+    extra
+        .decide(&super::support::hello(None))
+        .expect("the pooled instance still serves");
+}
