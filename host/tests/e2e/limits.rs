@@ -236,3 +236,25 @@ fn idle_passthrough_connection_is_closed_after_idle_timeout() {
         started.elapsed()
     );
 }
+
+#[test]
+fn dead_terminate_backend_fails_the_request_promptly() {
+    const PROMPT: Duration = Duration::from_secs(3);
+    let edge = EdgeBuilder::hearth()
+        .backend("pocketbase", dead_addr())
+        .start();
+    let started = Instant::now();
+    let out = crate::support::tls::curl(edge.addr, crate::support::APEX_NAME, "/");
+    assert!(
+        !out.status.success(),
+        "curl succeeded against a dead backend:\n{}",
+        out.stdout
+    );
+    assert!(
+        started.elapsed() < PROMPT,
+        "failed only after {:?}",
+        started.elapsed()
+    );
+    let line = edge.expect_log(&["backend dial failed"], STEP_TIMEOUT);
+    assert!(line.contains("pocketbase"), "{line}");
+}

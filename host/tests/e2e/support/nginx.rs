@@ -74,7 +74,8 @@ impl Nginx {
 fn config(dir: &TempDir, pb_port: u16, lk_port: u16, ws_echo: SocketAddr) -> String {
     let d = dir.path().display();
     format!(
-        r#"worker_processes 1;
+        r#"# One process: killing it (the test's Peer drop) leaves no orphaned workers.
+master_process off;
 pid {d}/nginx.pid;
 error_log stderr notice;
 events {{ worker_connections 512; }}
