@@ -15,8 +15,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-/// Buffer per direction: large enough for a full TLS record (16 KiB plus
-/// overhead rounds to this) so one read can move one record.
+/// Buffer per direction: a full TLS record's payload. Two per connection
+/// keep 10,000 connections near 320 MiB; 64 KiB measured no clearly better
+/// on loopback.
 pub const RELAY_BUFFER_BYTES: usize = 16 * 1024;
 
 /// How a relay ended, with what it moved.

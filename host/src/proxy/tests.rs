@@ -615,3 +615,63 @@ async fn ipv4_and_ipv6_listeners_serve_side_by_side() {
     assert_eq!(read_to_end(&mut v4).await, reject::alert_record(49));
     assert_eq!(metrics.snapshot().rejects["ipv4"], 1);
 }
+
+/// Rough figures, not a pass/fail test: `cargo test --release -p
+/// hearth-wasm-edge --lib measure -- --ignored --nocapture`. Compares
+/// connection setup and bulk throughput through the edge (passthrough) with
+/// the same echo backend reached directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_passthrough_against_direct() {
+    const CONNECTIONS: usize = 2000;
+    const BULK_BYTES: usize = 256 << 20;
+    const CHUNK: usize = 64 << 10;
+    let echo = echo_backend().await;
+    let edge = start(
+        &format!("  echo: {{ addr: \"{echo}\" }}\n"),
+        "",
+        by_name,
+        Arc::new(CertStore::new()),
+    )
+    .await;
+    let hello = hello_bytes("pass.test");
+
+    for (label, addr) in [("direct", echo), ("edge", edge.addr)] {
+        let started = std::time::Instant::now();
+        for _ in 0..CONNECTIONS {
+            let mut c = connect(addr).await;
+            c.write_all(&hello).await.unwrap();
+            read_exactly(&mut c, hello.len()).await;
+        }
+        let per_conn = started.elapsed() / CONNECTIONS as u32;
+
+        let mut c = connect(addr).await;
+        c.write_all(&hello).await.unwrap();
+        read_exactly(&mut c, hello.len()).await;
+        let (mut r, mut w) = c.into_split();
+        let started = std::time::Instant::now();
+        let writer = tokio::spawn(async move {
+            let chunk = vec![7u8; CHUNK];
+            for _ in 0..BULK_BYTES / CHUNK {
+                w.write_all(&chunk).await.unwrap();
+            }
+            w.shutdown().await.unwrap();
+        });
+        let mut total = 0;
+        let mut buf = vec![0u8; CHUNK];
+        while total < BULK_BYTES {
+            let n = tokio::time::timeout(STEP, r.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0);
+            total += n;
+        }
+        writer.await.unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{label}: {per_conn:?} per connection (hello + echo), {:.0} MiB/s echo throughput",
+            (BULK_BYTES >> 20) as f64 / secs
+        );
+    }
+}
