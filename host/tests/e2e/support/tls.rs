@@ -118,7 +118,7 @@ pub fn first_pem_cert(output: &str) -> Option<CertificateDer<'static>> {
     let end = output[start..].find("-----END CERTIFICATE-----")?
         + start
         + "-----END CERTIFICATE-----".len();
-    CertificateDer::from_pem_slice(output[start..end].as_bytes()).ok()
+    CertificateDer::from_pem_slice(&output.as_bytes()[start..end]).ok()
 }
 
 /// `curl https://<name>:<port><path>` resolved to the edge, trusting the test CA.

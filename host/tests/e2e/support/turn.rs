@@ -76,7 +76,12 @@ pub fn allocate(
     password: &str,
 ) -> Result<Allocation, String> {
     let transport = (ATTR_REQUESTED_TRANSPORT, vec![TRANSPORT_UDP, 0, 0, 0]);
-    let first = request(stream, ALLOCATE_REQUEST, &[transport.clone()], None)?;
+    let first = request(
+        stream,
+        ALLOCATE_REQUEST,
+        std::slice::from_ref(&transport),
+        None,
+    )?;
     if first.kind != ALLOCATE_ERROR || first.error_code() != Some(401) {
         return Err(format!("expected a 401 challenge, got {first:?}"));
     }
