@@ -11,6 +11,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 use tracing::warn;
 
 use super::{Shared, conn};
@@ -21,6 +22,42 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop
 /// does not spin while the condition lasts.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// At most one `connection limit reached` line per listener this often: a
+/// flood at the limit must not become a flood of log lines.
+const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Lets an event through at most once per interval, counting the rest.
+struct Throttle {
+    interval: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    fn new(interval: Duration) -> Throttle {
+        Throttle {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)` when this event should be logged, `n` being the events
+    /// since the last logged one, this one included.
+    fn note(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        self.suppressed += 1;
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < self.interval)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
 
 /// Binds a TCP listener. IPv6 sockets are IPv6-only, so `0.0.0.0:443` and
 /// `[::]:443` can be listed together.
@@ -45,6 +82,7 @@ pub async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let metrics = &shared.metrics;
+    let mut limit_log = Throttle::new(LIMIT_LOG_INTERVAL);
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
@@ -61,8 +99,11 @@ pub async fn accept_loop(
         metrics.accepted.fetch_add(1, Ordering::Relaxed);
         let Ok(permit) = limiter.clone().try_acquire_owned() else {
             metrics.limit_rejected.fetch_add(1, Ordering::Relaxed);
-            warn!(source = %source, limit = shared.config.limits.max_concurrent_conns, "connection limit reached");
             drop(stream);
+            if let Some(refused) = limit_log.note() {
+                let limit = shared.config.limits.max_concurrent_conns;
+                warn!(source = %source, limit, refused, "connection limit reached");
+            }
             continue;
         };
         let local = match stream.local_addr() {
@@ -74,5 +115,21 @@ pub async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(conn::handle(shared.clone(), stream, source, local, permit));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn throttle_lets_one_event_through_per_interval_and_counts_the_rest() {
+        let mut throttle = Throttle::new(Duration::from_secs(1));
+        assert_eq!(throttle.note(), Some(1));
+        assert_eq!(throttle.note(), None);
+        assert_eq!(throttle.note(), None);
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert_eq!(throttle.note(), Some(3));
+        assert_eq!(throttle.note(), None);
     }
 }
