@@ -105,6 +105,21 @@ fn hello_written_one_byte_per_segment_arrives_intact() {
     sock.read_exact(&mut echoed).expect("echo through the edge");
     assert_eq!(echoed, hello);
     assert_eq!(backend.accepts(), 1);
+
+    // The close line accounts for exactly the relayed bytes, both ways.
+    drop(sock);
+    let line = edge.expect_log(&["connection closed", TURN_NAME], STEP_TIMEOUT);
+    let expected = hello.len().to_string();
+    assert_eq!(
+        log_field(&line, "bytes_up"),
+        Some(expected.as_str()),
+        "{line}"
+    );
+    assert_eq!(
+        log_field(&line, "bytes_down"),
+        Some(expected.as_str()),
+        "{line}"
+    );
 }
 
 #[test]
