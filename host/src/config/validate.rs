@@ -5,12 +5,18 @@
 //! adds the file, line and column.
 
 use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use hearth_edge_policy::Limits as PolicyLimits;
 use hearth_edge_policy::harness::{ConfigError as PolicyConfigError, config_map};
 
-use super::raw::{RawConfig, RawLevel, RawProxyProtocol};
+use super::duration::ConfigDuration;
+use super::raw::{
+    RawBackend, RawConfig, RawLevel, RawLimits, RawLog, RawPolicy, RawProxyProtocol, RawTls,
+};
+use super::values::{BackendName, ListenList};
 use super::{
     Backend, Config, ConnLimits, DEFAULT_ALPN, DEFAULT_BACKEND_DIAL_TIMEOUT,
     DEFAULT_CLIENT_HELLO_MAX_BYTES, DEFAULT_CLIENT_HELLO_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
@@ -45,14 +51,30 @@ fn fail<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, Fie
     })
 }
 
-/// Checks `raw` and builds the [`Config`].
+/// Checks `raw` and builds the [`Config`], section by section.
 pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> {
-    // listen
-    if raw.listen.0.is_empty() {
+    let listen = listen(&raw.listen)?;
+    let backends = backends(raw.backends)?;
+    let policy = policy(raw.policy, &backends, cx)?;
+    let limits = limits(raw.limits)?;
+    let tls = tls(raw.tls, cx)?;
+    let log = log(&raw.log);
+    Ok(Config {
+        listen,
+        policy,
+        limits,
+        backends,
+        tls,
+        log,
+    })
+}
+
+fn listen(raw: &ListenList) -> Result<Vec<SocketAddr>, FieldError> {
+    if raw.0.is_empty() {
         return fail("listen", "at least one address is required");
     }
     let mut seen = HashSet::new();
-    for (i, addr) in raw.listen.0.iter().enumerate() {
+    for (i, addr) in raw.0.iter().enumerate() {
         if !seen.insert(addr.0) {
             return fail(
                 format!("listen[{i}]"),
@@ -60,15 +82,18 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
             );
         }
     }
-    let listen = raw.listen.0.iter().map(|a| a.0).collect();
+    Ok(raw.0.iter().map(|a| a.0).collect())
+}
 
-    // backends
+fn backends(
+    raw: BTreeMap<BackendName, RawBackend>,
+) -> Result<BTreeMap<String, Backend>, FieldError> {
     let mut backends = BTreeMap::new();
-    for (name, b) in raw.backends {
+    for (BackendName(name), b) in raw {
         let alpn = match b.alpn {
             Some(list) if list.is_empty() => {
                 return fail(
-                    format!("backends.{}.alpn", name.0),
+                    format!("backends.{name}.alpn"),
                     "must not be empty (leave it out for http/1.1)",
                 );
             }
@@ -76,16 +101,22 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
             None => DEFAULT_ALPN.iter().map(|s| s.to_string()).collect(),
         };
         let backend = Backend {
-            name: name.0.clone(),
+            name: name.clone(),
             addr: b.addr,
             proxy_protocol_v2: b.proxy_protocol == RawProxyProtocol::V2,
             alpn,
         };
-        backends.insert(name.0, backend);
+        backends.insert(name, backend);
     }
+    Ok(backends)
+}
 
-    // policy
-    let path = match (cx.policy_override, raw.policy.path) {
+fn policy(
+    raw: RawPolicy,
+    backends: &BTreeMap<String, Backend>,
+    cx: &Context<'_>,
+) -> Result<PolicySettings, FieldError> {
+    let path = match (cx.policy_override, raw.path) {
         (Some(path), _) => path.to_path_buf(),
         (None, Some(path)) => {
             let resolved = cx.base_dir.join(&path);
@@ -99,7 +130,7 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
         }
         (None, None) => return fail("policy.path", "missing (set it here or pass --policy)"),
     };
-    let on_error = match raw.policy.on_error.as_deref() {
+    let on_error = match raw.on_error.as_deref() {
         None | Some("reject") => OnError::Reject,
         Some(name) if backends.contains_key(name) => OnError::Backend(name.to_owned()),
         Some(name) => {
@@ -114,26 +145,18 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
         }
     };
     let defaults = PolicyLimits::default();
-    let max_memory = raw
-        .policy
-        .limits
-        .max_memory
-        .map_or(defaults.max_memory, |s| s.0);
+    let max_memory = raw.limits.max_memory.map_or(defaults.max_memory, |s| s.0);
     if max_memory < MIN_POLICY_MEMORY {
         return fail(
             "policy.limits.max_memory",
             format!("must be at least {MIN_POLICY_MEMORY} bytes (one wasm page)"),
         );
     }
-    let max_time = raw
-        .policy
-        .limits
-        .max_time
-        .map_or(defaults.max_time, |d| d.0);
+    let max_time = raw.limits.max_time.map_or(defaults.max_time, |d| d.0);
     if max_time.is_zero() {
         return fail("policy.limits.max_time", "must be more than 0");
     }
-    let config = config_map(&raw.policy.config).map_err(|e| match e {
+    let config = config_map(&raw.config).map_err(|e| match e {
         PolicyConfigError::BadValue { ref key, .. } => FieldError {
             path: format!("policy.config.{key}"),
             message: e.to_string(),
@@ -143,7 +166,7 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
             message: other.to_string(),
         },
     })?;
-    let policy = PolicySettings {
+    Ok(PolicySettings {
         path,
         config,
         on_error,
@@ -151,11 +174,11 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
             max_memory,
             max_time,
         },
-    };
+    })
+}
 
-    // limits
-    let l = raw.limits;
-    let nonzero = |field: &str, value: Option<super::duration::ConfigDuration>, default| {
+fn limits(raw: RawLimits) -> Result<ConnLimits, FieldError> {
+    let nonzero = |field: &str, value: Option<ConfigDuration>, default: Duration| {
         let d = value.map_or(default, |d| d.0);
         if d.is_zero() {
             fail(format!("limits.{field}"), "must be more than 0")
@@ -163,7 +186,7 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
             Ok(d)
         }
     };
-    let client_hello_max_bytes = l
+    let client_hello_max_bytes = raw
         .client_hello_max_bytes
         .map_or(DEFAULT_CLIENT_HELLO_MAX_BYTES, |s| s.0);
     if !(MIN_CLIENT_HELLO_MAX_BYTES..=MAX_CLIENT_HELLO_MAX_BYTES).contains(&client_hello_max_bytes)
@@ -175,32 +198,32 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
             ),
         );
     }
-    let max_concurrent_conns = l
+    let max_concurrent_conns = raw
         .max_concurrent_conns
         .unwrap_or(DEFAULT_MAX_CONCURRENT_CONNS);
     if max_concurrent_conns == 0 {
         return fail("limits.max_concurrent_conns", "must be at least 1");
     }
-    let limits = ConnLimits {
+    Ok(ConnLimits {
         client_hello_timeout: nonzero(
             "client_hello_timeout",
-            l.client_hello_timeout,
+            raw.client_hello_timeout,
             DEFAULT_CLIENT_HELLO_TIMEOUT,
         )?,
-        client_hello_max_bytes: client_hello_max_bytes as usize,
+        client_hello_max_bytes: usize::try_from(client_hello_max_bytes).unwrap_or(usize::MAX),
         backend_dial_timeout: nonzero(
             "backend_dial_timeout",
-            l.backend_dial_timeout,
+            raw.backend_dial_timeout,
             DEFAULT_BACKEND_DIAL_TIMEOUT,
         )?,
-        idle_timeout: nonzero("idle_timeout", l.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
+        idle_timeout: nonzero("idle_timeout", raw.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
         max_concurrent_conns: usize::try_from(max_concurrent_conns).unwrap_or(usize::MAX),
-    };
+    })
+}
 
-    // tls
+fn tls(raw: RawTls, cx: &Context<'_>) -> Result<TlsSettings, FieldError> {
     let mut certificates = Vec::new();
-    for (i, c) in raw.tls.certificates.into_iter().enumerate() {
-        let field = format!("tls.certificates[{i}]");
+    for (i, c) in raw.certificates.into_iter().enumerate() {
         let cert_path = cx.base_dir.join(&c.cert);
         let key_path = cx.base_dir.join(&c.key);
         let names = c
@@ -208,10 +231,15 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
             .map(|names| names.into_iter().map(|n| n.0).collect());
         match files::load(&cert_path, &key_path, names) {
             Ok(loaded) => certificates.push(loaded),
-            Err(e) => return fail(format!("{field}.{}", e.field()), e.to_string()),
+            Err(e) => {
+                return fail(
+                    format!("tls.certificates[{i}].{}", e.field()),
+                    e.to_string(),
+                );
+            }
         }
     }
-    let local_ca = match raw.tls.local_ca {
+    let local_ca = match raw.local_ca {
         None => None,
         Some(ca) => {
             if ca.names.is_empty() {
@@ -233,27 +261,22 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
             })
         }
     };
-
-    let log = LogSettings {
-        level: match raw.log.level.unwrap_or(RawLevel::Info) {
-            RawLevel::Error => tracing::Level::ERROR,
-            RawLevel::Warn => tracing::Level::WARN,
-            RawLevel::Info => tracing::Level::INFO,
-            RawLevel::Debug => tracing::Level::DEBUG,
-            RawLevel::Trace => tracing::Level::TRACE,
-        },
-        format: raw.log.format,
-    };
-
-    Ok(Config {
-        listen,
-        policy,
-        limits,
-        backends,
-        tls: TlsSettings {
-            certificates,
-            local_ca,
-        },
-        log,
+    Ok(TlsSettings {
+        certificates,
+        local_ca,
     })
+}
+
+fn log(raw: &RawLog) -> LogSettings {
+    let level = match raw.level.unwrap_or(RawLevel::Info) {
+        RawLevel::Error => tracing::Level::ERROR,
+        RawLevel::Warn => tracing::Level::WARN,
+        RawLevel::Info => tracing::Level::INFO,
+        RawLevel::Debug => tracing::Level::DEBUG,
+        RawLevel::Trace => tracing::Level::TRACE,
+    };
+    LogSettings {
+        level,
+        format: raw.format,
+    }
 }
