@@ -30,6 +30,7 @@ IDLE=${IDLE:-1000}             # idle connections for the RSS measurement
 BULK_GIB=${BULK_GIB:-1}        # size of the bulk file
 ROUNDS=${ROUNDS:-2}            # wrk rounds per target (averaged)
 BULK_REPEAT=${BULK_REPEAT:-3}  # bulk downloads per target (averaged)
+EDGE_LOG=${EDGE_LOG:-warn}     # `info` adds the edge's per-connection log line
 NAME=turn.hearth.test          # passed through by the Hearth policy
 THREADS=$(nproc)               # the edge's tokio default: one worker per core
 EDGE_BIN=${EDGE_BIN:-$ROOT/target/release/hearth-wasm-edge}
@@ -110,7 +111,7 @@ backends:
 tls:
   certificates:
     - { cert: "$CERTS/edge.crt", key: "$CERTS/edge.key" }
-log: { level: warn, format: text }
+log: { level: $EDGE_LOG, format: text }
 CONF
 "$EDGE_BIN" --config "$WORK/edge.yaml" 2> "$WORK/edge.log" &
 EDGE_PID=$!
@@ -151,7 +152,7 @@ declare -A PORT=([edge]=$EDGE_PORT [haproxy]=$HAPROXY_PORT [direct]=$NGINX_PORT)
 # Sanity: both proxies pass the name through to nginx (nginx's cert, its body).
 for p in edge haproxy; do
     body=$(curl -sS --max-time 5 --cacert "$CERTS/ca.crt" --resolve "$NAME:${PORT[$p]}:127.0.0.1" "https://$NAME:${PORT[$p]}/small")
-    [ "$body" = "hello from nginx" ] || { echo "$p does not pass $NAME through: '$body'" >&2; cat "$WORK/$p.log" >&2; exit 1; }
+    [ "$body" = "hello from nginx" ] || { echo "$p does not pass $NAME through: '$body'" >&2; tail -20 "$WORK/$p.log" >&2; exit 1; }
 done
 
 # --- RSS per idle passthrough connection ---
@@ -238,7 +239,7 @@ H_RSS=$(awk -v k="${RSS_IDLE[haproxy]}" 'BEGIN { printf "%.1f", k / 1024 }')
 mkdir -p "$ROOT/target"
 {
 echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), loopback;"
-echo "wrk -t$THREADS -c$CONNS -d${DURATION}s × $ROUNDS rounds, $IDLE idle connections, ${BULK_GIB} GiB bulk × $BULK_REPEAT; HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), nginx $(nginx -v 2>&1 | cut -d/ -f2)."
+echo "edge log level $EDGE_LOG; wrk -t$THREADS -c$CONNS -d${DURATION}s × $ROUNDS rounds, $IDLE idle connections, ${BULK_GIB} GiB bulk × $BULK_REPEAT; HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), nginx $(nginx -v 2>&1 | cut -d/ -f2)."
 echo
 echo "| metric | edge | HAProxy | edge ÷ HAProxy | nginx direct | target |"
 echo "|---|---|---|---|---|---|"
