@@ -99,3 +99,16 @@ fn ip_literal_sni_gets_unrecognized_name_and_no_dial() {
     assert_unrecognized_name(&answer_to(edge.addr, &hello));
     assert_eq!(backend.accepts(), 0);
 }
+
+#[test]
+fn plaintext_http_is_closed_without_dialing() {
+    let (edge, backend) = edge_with_recorder();
+    let answer = answer_to(edge.addr, b"GET / HTTP/1.1\r\nHost: hearth.test\r\n\r\n");
+    // Either a bare close or a TLS alert record; never anything else.
+    assert!(
+        answer.is_empty() || answer[0] == CONTENT_ALERT,
+        "{answer:02x?}"
+    );
+    edge.expect_log(&["ClientHello read failed"], STEP_TIMEOUT);
+    assert_eq!(backend.accepts(), 0);
+}
