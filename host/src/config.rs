@@ -354,6 +354,17 @@ mod tests {
                 Err(_) => {}
             }
         }
+        for entry in std::fs::read_dir(Path::new(TESTDATA).join("invalid")).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if let Some(stem) = name.strip_suffix(".err") {
+                let yaml = Path::new(TESTDATA)
+                    .join("invalid")
+                    .join(format!("{stem}.yaml"));
+                if !yaml.exists() {
+                    mismatches.push(format!("{name}: no {stem}.yaml beside it"));
+                }
+            }
+        }
         assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
     }
 
