@@ -228,16 +228,6 @@ impl Peer {
             .expect("read /proc/pid/fd")
             .count()
     }
-
-    /// CPU time (user + system) the process has used, in clock ticks.
-    pub fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("stat");
-        let after_comm = &stat[stat.rfind(')').expect("comm") + 2..];
-        let fields: Vec<&str> = after_comm.split(' ').collect();
-        // utime and stime are fields 14 and 15 of /proc/pid/stat; field 3 is
-        // the first one after the command name.
-        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-    }
 }
 
 impl Drop for Peer {
