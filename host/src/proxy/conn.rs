@@ -86,9 +86,9 @@ pub async fn handle(
     shared.metrics.closed(outcome, record.up, record.down);
     info!(
         source = %source,
-        sni = record.sni.as_deref().unwrap_or("-"),
-        decision = outcome.as_str(),
-        backend = record.backend.as_deref().unwrap_or("-"),
+        sni = %record.sni.as_deref().unwrap_or("-"),
+        decision = %outcome.as_str(),
+        backend = %record.backend.as_deref().unwrap_or("-"),
         bytes_up = record.up,
         bytes_down = record.down,
         duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -127,9 +127,9 @@ async fn refuse(
 ) -> Outcome {
     info!(
         source = %record.source,
-        sni = record.sni.as_deref().unwrap_or("-"),
+        sni = %record.sni.as_deref().unwrap_or("-"),
         reason = %rejection.reason,
-        alert = reject::alert_name(rejection.alert),
+        alert = %reject::alert_name(rejection.alert),
         "connection rejected"
     );
     shared.metrics.reject(&rejection.reason);
@@ -253,8 +253,8 @@ fn decide<'a>(
     shared.metrics.policy_error(error.kind());
     warn!(
         source = %record.source,
-        sni = record.sni.as_deref().unwrap_or("-"),
-        kind = error.kind(),
+        sni = %record.sni.as_deref().unwrap_or("-"),
+        kind = %error.kind(),
         error = %error,
         on_error = %config.policy.on_error,
         "policy failed"
@@ -345,7 +345,7 @@ fn report(shared: &Shared, record: &Record, error: &ConnError) {
     match error {
         ConnError::Hello(e) => {
             metrics.hello_error(e.kind());
-            warn!(source = %source, reason = e.kind(), error = %error, "ClientHello read failed");
+            warn!(source = %source, reason = %e.kind(), error = %error, "ClientHello read failed");
         }
         ConnError::HelloTimeout(_) | ConnError::HelloIo(_) => {
             let reason = if matches!(error, ConnError::HelloTimeout(_)) {
@@ -354,7 +354,7 @@ fn report(shared: &Shared, record: &Record, error: &ConnError) {
                 "io"
             };
             metrics.hello_error(reason);
-            warn!(source = %source, reason, error = %error, "ClientHello read failed");
+            warn!(source = %source, reason = %reason, error = %error, "ClientHello read failed");
         }
         // Logged and counted where `on_error` was applied.
         ConnError::Policy(_) => {}
@@ -362,19 +362,19 @@ fn report(shared: &Shared, record: &Record, error: &ConnError) {
             metrics
                 .dial_failures
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            warn!(source = %source, sni, backend, error = %error, "backend dial failed");
+            warn!(source = %source, sni = %sni, backend = %backend, error = %error, "backend dial failed");
         }
         ConnError::BackendIo(_) => {
-            warn!(source = %source, sni, backend, error = %error, "backend write failed")
+            warn!(source = %source, sni = %sni, backend = %backend, error = %error, "backend write failed")
         }
         ConnError::Handshake(_) | ConnError::HandshakeTimeout(_) => {
             metrics
                 .tls_handshake_failures
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            warn!(source = %source, sni, error = %error, "TLS handshake failed");
+            warn!(source = %source, sni = %sni, error = %error, "TLS handshake failed");
         }
         ConnError::NoTlsConfig(_) => {
-            error!(source = %source, sni, backend, error = %error, "internal error")
+            error!(source = %source, sni = %sni, backend = %backend, error = %error, "internal error")
         }
     }
 }
