@@ -16,7 +16,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, info_span, warn};
 
 use super::copy::{RelayEnd, Relayed};
 use super::{Shared, passthrough, proxy_protocol, reject, terminate};
@@ -246,7 +246,10 @@ fn decide<'a>(
     record: &Record,
 ) -> Result<Action<'a>, ConnError> {
     let config = &shared.config;
-    let error = match shared.policy.decide(hello).and_then(|d| resolve(config, d)) {
+    // Lines the policy logs (`host.log`) carry the connection they are about.
+    let decision =
+        info_span!("decide", source = %record.source).in_scope(|| shared.policy.decide(hello));
+    let error = match decision.and_then(|d| resolve(config, d)) {
         Ok(action) => return Ok(action),
         Err(error) => error,
     };

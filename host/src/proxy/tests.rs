@@ -675,3 +675,44 @@ async fn measure_passthrough_against_direct() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_connections_each_get_their_own_bytes_back() {
+    /// Enough to overlap hello reads, dials and relays on two workers while
+    /// staying far below the default descriptor limit (4 per connection).
+    const CONNECTIONS: usize = 200;
+    let echo = echo_backend().await;
+    let edge = start(
+        &format!("  echo: {{ addr: \"{echo}\" }}\n"),
+        "",
+        by_name,
+        Arc::new(CertStore::new()),
+    )
+    .await;
+    let hello = Arc::new(hello_bytes("pass.test"));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..CONNECTIONS {
+        let hello = hello.clone();
+        let addr = edge.addr;
+        tasks.spawn(async move {
+            let mut client = connect(addr).await;
+            let mut message = hello.to_vec();
+            message.extend_from_slice(format!("connection {i}").as_bytes());
+            client.write_all(&message).await.unwrap();
+            client.shutdown().await.unwrap();
+            assert_eq!(read_to_end(&mut client).await, message, "connection {i}");
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let m = edge
+        .wait_for("every close", |m| {
+            m.closed["passthrough"] == CONNECTIONS as u64
+        })
+        .await;
+    assert_eq!(
+        (m.accepted, m.active, m.closed["error"]),
+        (CONNECTIONS as u64, 0, 0)
+    );
+}
