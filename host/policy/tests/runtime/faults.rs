@@ -170,3 +170,31 @@ fn guest_log_lines_reach_the_log_sink() {
         ]
     );
 }
+
+#[test]
+fn a_policy_that_sleeps_is_refused_not_waited_for() {
+    let rt = runtime();
+    let policy = Policy::load(&rt, &guest(SPIN), vec![], Limits::default()).unwrap();
+    let started = Instant::now();
+    let err = policy.decide(&hello(Some("sleep.test"))).unwrap_err();
+    assert_eq!(err.kind(), "trap", "{err}");
+    assert!(err.to_string().contains("must not block"), "{err}");
+    assert!(
+        started.elapsed() < Limits::default().max_time * 100,
+        "it did not wait for the sleep"
+    );
+    // The same from inside a Tokio task, where a blocking wait would panic.
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let policy2 = policy.clone();
+    let err = tokio_rt
+        .block_on(async move {
+            tokio::spawn(async move { policy2.decide(&hello(Some("sleep.test"))) }).await
+        })
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), "trap", "{err}");
+    assert_ok_passthrough(policy.decide(&hello(Some("fine.test"))).unwrap());
+}

@@ -1,6 +1,7 @@
 //! Test guest `spin`: a policy that never returns from `decide` when the
-//! server name is `spin.test` (the runtime must interrupt it at `max_time`);
-//! any other hello is passed through to backend `ok`. Used by the runtime
+//! server name is `spin.test` (the runtime must interrupt it at `max_time`),
+//! and that sleeps for an hour for `sleep.test` (the runtime must refuse to
+//! block); any other hello is passed through to backend `ok`. Used by the runtime
 //! tests in `host/policy/tests/`; see also `trap`, `hog`, `wasi-probe`.
 
 // The generated bindings carry no docs, and their export glue is `unsafe`
@@ -19,6 +20,9 @@ impl Guest for Spin {
     }
 
     fn decide(hello: ClientHello) -> Decision {
+        if hello.server_name.as_deref() == Some("sleep.test") {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
         if hello.server_name.as_deref() == Some("spin.test") {
             let mut n: u64 = 0;
             loop {
