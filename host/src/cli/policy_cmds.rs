@@ -190,3 +190,63 @@ fn hex_list(items: &[u16]) -> String {
     let parts: Vec<String> = items.iter().map(|v| format!("{v:#06x}")).collect();
     list(&parts)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_edge_policy::guests::{TRAP, guest};
+
+    /// Writes `text` as a case file in a fresh temp directory.
+    fn case_file(tag: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hearth-cli-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("trap.tests.yaml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const PASSING: &str =
+        "cases:\n  - name: ok\n    hello: { sni: a.test }\n    expect: { passthrough: ok }\n";
+
+    #[test]
+    fn passing_cases_exit_zero() {
+        let cases = case_file("pass", PASSING);
+        assert_eq!(test(&guest(TRAP), &[cases]).unwrap(), ExitCode::SUCCESS);
+    }
+
+    #[test]
+    fn a_failing_case_exits_one() {
+        let cases = case_file(
+            "fail",
+            "cases:\n  - name: wrong\n    hello: { sni: a.test }\n    expect: { terminate: ok }\n",
+        );
+        assert_eq!(test(&guest(TRAP), &[cases]).unwrap(), ExitCode::FAILURE);
+    }
+
+    #[test]
+    fn a_malformed_case_file_exits_one_even_if_others_pass() {
+        let good = case_file("good", PASSING);
+        let bad = case_file("bad", "cases:\n  - name: x\n    expect: { passthru: ok }\n");
+        assert_eq!(test(&guest(TRAP), &[good, bad]).unwrap(), ExitCode::FAILURE);
+    }
+
+    #[test]
+    fn a_missing_policy_exits_one() {
+        let cases = case_file("nopolicy", PASSING);
+        let code = test(Path::new("/nonexistent/policy.wasm"), &[cases]).unwrap();
+        assert_eq!(code, ExitCode::FAILURE);
+    }
+
+    #[test]
+    fn explain_exits_zero_on_a_decision_and_one_on_a_trap() {
+        let args = |sni: &str| ExplainArgs {
+            policy: guest(TRAP),
+            sni: Some(sni.into()),
+            alpn: vec!["h2".into()],
+            source: "203.0.113.7".into(),
+            policy_config: vec!["mode=test".into()],
+        };
+        assert_eq!(explain(args("a.test")).unwrap(), ExitCode::SUCCESS);
+        assert_eq!(explain(args("trap.test")).unwrap(), ExitCode::FAILURE);
+    }
+}
