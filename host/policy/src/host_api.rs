@@ -13,7 +13,8 @@ use crate::instance::StoreState;
 
 use self::token_bucket::TokenBuckets;
 
-/// Longest log line a policy may write; longer lines are cut (at a
+/// Longest log line a policy may write (at most
+/// `instance::MAX_LOG_LINES_PER_CALL` lines per call); longer lines are cut (at a
 /// character boundary) and marked with `…`.
 pub const MAX_LOG_BYTES: usize = 4096;
 
@@ -83,6 +84,11 @@ impl types::Host for StoreState {}
 
 impl host::Host for StoreState {
     fn log(&mut self, level: Level, message: String) {
+        if self.log_lines_left == 0 {
+            self.log_lines_dropped = self.log_lines_dropped.saturating_add(1);
+            return;
+        }
+        self.log_lines_left -= 1;
         self.policy.log(level, &message);
     }
 

@@ -15,6 +15,10 @@ use crate::host_api::PolicyShared;
 use crate::wasi::output::GuestOutput;
 use crate::{ClientHello, Decision, PolicyError};
 
+/// Log lines one `init` or `decide` call may write; more are counted and
+/// dropped, so a looping policy cannot flood the log.
+pub(crate) const MAX_LOG_LINES_PER_CALL: u32 = 64;
+
 /// Largest table (function references) an instance may grow to. Rust
 /// policies use a few hundred entries.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
@@ -32,6 +36,10 @@ pub(crate) struct StoreState {
     stderr: GuestOutput,
     /// What host functions need: the policy's name, token buckets, clock.
     pub policy: Arc<PolicyShared>,
+    /// Log lines the current call may still write (see `host_api.rs`).
+    pub log_lines_left: u32,
+    /// Log lines the current call wrote past its allowance.
+    pub log_lines_dropped: u32,
 }
 
 /// Caps linear memory at `max_memory` bytes and remembers that the cap was
@@ -84,6 +92,8 @@ impl Instance {
             stdout,
             stderr,
             policy: t.policy.clone(),
+            log_lines_left: MAX_LOG_LINES_PER_CALL,
+            log_lines_dropped: 0,
         };
         let mut store = Store::new(t.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -121,12 +131,22 @@ impl Instance {
     /// Asks for one decision under the time limit.
     pub fn decide(&mut self, hello: &ClientHello) -> Result<Decision, PolicyError> {
         self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data_mut().log_lines_left = MAX_LOG_LINES_PER_CALL;
         let outcome = self.world.call_decide(&mut self.store, hello);
         self.finish(outcome)
     }
 
     /// Drains the guest's output into the log, and maps a failed call.
     fn finish<R>(&mut self, outcome: wasmtime::Result<R>) -> Result<R, PolicyError> {
+        let state = self.store.data_mut();
+        if state.log_lines_dropped > 0 {
+            let dropped = std::mem::take(&mut state.log_lines_dropped);
+            tracing::warn!(
+                policy = &*state.policy.name,
+                dropped,
+                "policy log lines over the limit of {MAX_LOG_LINES_PER_CALL} per call were dropped"
+            );
+        }
         match outcome {
             Ok(r) => {
                 self.log_output();

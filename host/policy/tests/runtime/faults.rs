@@ -198,3 +198,32 @@ fn a_policy_that_sleeps_is_refused_not_waited_for() {
     assert_eq!(err.kind(), "trap", "{err}");
     assert_ok_passthrough(policy.decide(&hello(Some("fine.test"))).unwrap());
 }
+
+#[test]
+fn a_flood_of_log_lines_is_capped_per_call() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rt = runtime();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    rt.set_log_sink(Some(Arc::new(
+        move |r: &hearth_edge_policy::LogRecord<'_>| {
+            if r.message.starts_with("flood line") {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+        },
+    )));
+    let policy = Policy::load(&rt, &guest(TRAP), vec![], Limits::default()).unwrap();
+    assert_ok_passthrough(policy.decide(&hello(Some("flood.test"))).unwrap());
+    assert_eq!(
+        count.load(Ordering::Relaxed),
+        64,
+        "1000 lines logged, 64 kept"
+    );
+    assert_ok_passthrough(policy.decide(&hello(Some("flood.test"))).unwrap());
+    assert_eq!(
+        count.load(Ordering::Relaxed),
+        128,
+        "the allowance is per call"
+    );
+}

@@ -6,7 +6,8 @@
 //!   is `trap.test`; any other hello is passed through to backend `ok`.
 //! - `init` refuses a config with `refuse=yes`, with the message
 //!   [`REFUSAL_MESSAGE`], and logs one line at info level otherwise.
-//! - The server name `log.test` makes `decide` log one line before deciding.
+//! - The server name `log.test` makes `decide` log one line before deciding;
+//!   `flood.test` makes it log [`FLOOD_LINES`] lines.
 
 // The generated bindings carry no docs, and their export glue is `unsafe`
 // FFI (`export_name`, raw pointers); this crate adds no unsafe code of its own.
@@ -19,6 +20,8 @@ use hearth::edge::types::{Level, ProxyProtocol, Route};
 
 /// What `decide` panics with for `trap.test`.
 pub const PANIC_MESSAGE: &str = "trap guest asked to panic";
+/// How many lines `decide` logs for `flood.test`.
+pub const FLOOD_LINES: u32 = 1000;
 /// What `init` refuses a `refuse=yes` config with.
 pub const REFUSAL_MESSAGE: &str = "trap guest refuses this config";
 
@@ -37,6 +40,11 @@ impl Guest for Trap {
         match hello.server_name.as_deref() {
             Some("trap.test") => panic!("{PANIC_MESSAGE}"),
             Some("log.test") => log(Level::Warn, "decide called for log.test"),
+            Some("flood.test") => {
+                for i in 0..FLOOD_LINES {
+                    log(Level::Debug, &format!("flood line {i}"));
+                }
+            }
             _ => {}
         }
         Decision::Passthrough(Route {
