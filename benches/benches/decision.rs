@@ -29,12 +29,16 @@ fn main() {
     };
     let runtime = Runtime::new(RuntimeOptions::default()).expect("runtime");
     let config = vec![("domain".to_owned(), DOMAIN.to_owned())];
-    let policy = Policy::load(&runtime, &policy_path, config, Limits::default()).expect("policy loads");
+    let policy =
+        Policy::load(&runtime, &policy_path, config, Limits::default()).expect("policy loads");
     let native = NativeHearth::new(DOMAIN);
     let hellos = hellos();
 
     println!("policy: {label}");
-    println!("{:<34} {:>8} {:>8} {:>8} {:>8}", "scenario", "calls", "p50 ns", "p99 ns", "mean ns");
+    println!(
+        "{:<34} {:>8} {:>8} {:>8} {:>8}",
+        "scenario", "calls", "p50 ns", "p99 ns", "mean ns"
+    );
     let base = measure("native Rust (baseline)", CALLS, &hellos, |h| {
         black_box(native.decide(black_box(h)));
     });
@@ -42,7 +46,11 @@ fn main() {
         black_box(policy.decide(black_box(h)).expect("decides"));
     });
     let fresh = measure("wasm, fresh instance per call", FRESH_CALLS, &hellos, |h| {
-        black_box(policy.decide_with_fresh_instance(black_box(h)).expect("decides"));
+        black_box(
+            policy
+                .decide_with_fresh_instance(black_box(h))
+                .expect("decides"),
+        );
     });
     println!();
     for (name, s) in [("reused", reused), ("fresh", fresh)] {
@@ -53,7 +61,10 @@ fn main() {
         );
     }
     let ok = reused.p50 <= 2_000 && reused.p99 <= 10_000;
-    println!("target reused p50 <= 2000 ns, p99 <= 10000 ns: {}", if ok { "met" } else { "MISSED" });
+    println!(
+        "target reused p50 <= 2000 ns, p99 <= 10000 ns: {}",
+        if ok { "met" } else { "MISSED" }
+    );
 }
 
 #[derive(Clone, Copy)]
@@ -63,7 +74,12 @@ struct Summary {
 }
 
 /// Times `calls` calls of `f`, cycling through `hellos`.
-fn measure(name: &str, calls: usize, hellos: &[ClientHello], mut f: impl FnMut(&ClientHello)) -> Summary {
+fn measure(
+    name: &str,
+    calls: usize,
+    hellos: &[ClientHello],
+    mut f: impl FnMut(&ClientHello),
+) -> Summary {
     for i in 0..WARMUP.min(calls) {
         f(&hellos[i % hellos.len()]);
     }
@@ -77,19 +93,31 @@ fn measure(name: &str, calls: usize, hellos: &[ClientHello], mut f: impl FnMut(&
     let mean = ns.iter().sum::<u64>() / calls as u64;
     ns.sort_unstable();
     let at = |q: f64| ns[((calls as f64 * q) as usize).min(calls - 1)];
-    let s = Summary { p50: at(0.50), p99: at(0.99) };
+    let s = Summary {
+        p50: at(0.50),
+        p99: at(0.99),
+    };
     println!("{name:<34} {calls:>8} {:>8} {:>8} {mean:>8}", s.p50, s.p99);
     s
 }
 
 /// The mix decided: the three Hearth names and an unknown one.
 fn hellos() -> Vec<ClientHello> {
-    ["turn.hearth.example", "lk.hearth.example", "hearth.example", "other.example"]
-        .iter()
-        .map(|sni| {
-            HelloSpec { sni: Some(sni.to_string()), alpn: vec!["h2".into()], ..HelloSpec::default() }
-                .to_hello()
-                .expect("valid hello")
-        })
-        .collect()
+    [
+        "turn.hearth.example",
+        "lk.hearth.example",
+        "hearth.example",
+        "other.example",
+    ]
+    .iter()
+    .map(|sni| {
+        HelloSpec {
+            sni: Some(sni.to_string()),
+            alpn: vec!["h2".into()],
+            ..HelloSpec::default()
+        }
+        .to_hello()
+        .expect("valid hello")
+    })
+    .collect()
 }

@@ -53,16 +53,28 @@ impl NativeHearth {
 
 /// Case-insensitive, trailing-dot-insensitive name comparison.
 fn names_match(name: &str, sni: &str) -> bool {
-    sni.strip_suffix('.').unwrap_or(sni).eq_ignore_ascii_case(name)
+    sni.strip_suffix('.')
+        .unwrap_or(sni)
+        .eq_ignore_ascii_case(name)
 }
 
 fn route(terminate: bool, backend: &str) -> Decision {
-    let route = Route { backend: backend.to_owned(), proxy_protocol: ProxyProtocol::BackendDefault };
-    if terminate { Decision::Terminate(route) } else { Decision::Passthrough(route) }
+    let route = Route {
+        backend: backend.to_owned(),
+        proxy_protocol: ProxyProtocol::BackendDefault,
+    };
+    if terminate {
+        Decision::Terminate(route)
+    } else {
+        Decision::Passthrough(route)
+    }
 }
 
 fn reject(reason: &str) -> Decision {
-    Decision::Reject(Rejection { reason: reason.to_owned(), alert: Alert::UnrecognizedName })
+    Decision::Reject(Rejection {
+        reason: reason.to_owned(),
+        alert: Alert::UnrecognizedName,
+    })
 }
 
 #[cfg(test)]
@@ -86,15 +98,33 @@ mod tests {
     #[test]
     fn routes_like_the_hearth_policy() {
         let turn = decide(Some("turn.hearth.example"), &["h2"]);
-        assert_eq!(describe(&turn), "passthrough turn (proxy_protocol backend-default)");
+        assert_eq!(
+            describe(&turn),
+            "passthrough turn (proxy_protocol backend-default)"
+        );
         let acme = decide(Some("turn.hearth.example"), &["acme-tls/1"]);
-        assert_eq!(describe(&acme), "terminate turn (proxy_protocol backend-default)");
+        assert_eq!(
+            describe(&acme),
+            "terminate turn (proxy_protocol backend-default)"
+        );
         let lk = decide(Some("lk.hearth.example"), &[]);
-        assert_eq!(describe(&lk), "terminate livekit (proxy_protocol backend-default)");
+        assert_eq!(
+            describe(&lk),
+            "terminate livekit (proxy_protocol backend-default)"
+        );
         let apex = decide(Some("hearth.example"), &[]);
-        assert_eq!(describe(&apex), "terminate pocketbase (proxy_protocol backend-default)");
+        assert_eq!(
+            describe(&apex),
+            "terminate pocketbase (proxy_protocol backend-default)"
+        );
         let other = decide(Some("other.example"), &[]);
-        assert_eq!(describe(&other), "reject unknown-sni (alert unrecognized-name)");
-        assert_eq!(describe(&decide(None, &[])), "reject no-sni (alert unrecognized-name)");
+        assert_eq!(
+            describe(&other),
+            "reject unknown-sni (alert unrecognized-name)"
+        );
+        assert_eq!(
+            describe(&decide(None, &[])),
+            "reject no-sni (alert unrecognized-name)"
+        );
     }
 }

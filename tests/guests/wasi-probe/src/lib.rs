@@ -49,7 +49,10 @@ impl Guest for Probe {
             verdict(tcp),
             verdict(dns)
         );
-        Decision::Reject(Rejection { reason, alert: Alert::Close })
+        Decision::Reject(Rejection {
+            reason,
+            alert: Alert::Close,
+        })
     }
 }
 
