@@ -148,3 +148,22 @@ fn an_exhausted_instance_pool_is_an_error_not_a_crash() {
         .decide(&super::support::hello(None))
         .expect("the pooled instance still serves");
 }
+
+#[test]
+fn a_policy_whose_initial_memory_exceeds_the_cap_fails_to_load() {
+    use hearth_edge_policy::PolicyError;
+    // A Rust component starts with more than 64 KiB of linear memory.
+    let limits = Limits {
+        max_memory: 64 << 10,
+        ..Limits::default()
+    };
+    let err = Policy::load(&runtime(), &guest(TRAP), vec![], limits).unwrap_err();
+    match &err {
+        LoadError::InitFailed {
+            source: PolicyError::Memory,
+            ..
+        } => {}
+        other => panic!("expected InitFailed(Memory), got {other:?}"),
+    }
+    assert!(err.to_string().contains("guest_trap.wasm"), "{err}");
+}
