@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The test command (README: "Test"): installs what the tests need, rebuilds
+# every policy from source and checks the committed .wasm are not stale, then
+# runs the whole test suite against real peers on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real peers and clients the end-to-end tests drive.
+PACKAGES=(
+    ca-certificates curl openssl   # TLS clients
+    coturn                         # TURN over TLS backend (turnserver)
+    nginx                          # HTTP backends
+    python3-websockets             # WebSocket echo backend
+)
+
+step() { printf '\n=== %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+step "system packages: ${PACKAGES[*]}"
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# coturn and nginx must not hold their default ports while the tests run.
+as_root systemctl stop coturn nginx >/dev/null 2>&1 || true
+
+step "rust toolchain and the wasm32-wasip2 target"
+rustup target add wasm32-wasip2
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "formatting"
+cargo fmt --all --check
+
+step "policies: rebuild from source and compare with the committed .wasm"
+policies/build.sh --check
+
+step "cargo test (release: wasmtime is built once for the binary and the tests)"
+mkdir -p target
+cargo test --release --workspace 2>&1 | tee target/test-output.txt
