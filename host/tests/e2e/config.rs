@@ -114,3 +114,41 @@ fn check_fails_on_a_missing_policy_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.contains("missing.wasm"), "{}", out.stderr);
 }
+
+/// The deployment example the README shows (`docs/examples/hearth.yaml`)
+/// passes `check`, with its certificate paths pointed at test certificates.
+#[test]
+fn check_accepts_the_documented_hearth_example() {
+    let root = crate::support::repo_root();
+    let example = std::fs::read_to_string(root.join("docs/examples/hearth.yaml")).unwrap();
+    let certs = root.join("tests/peers/certs");
+    let yaml = example
+        .replace(
+            "/etc/hearth-wasm-edge/certs/hearth.example.crt",
+            &certs.join("edge.crt").display().to_string(),
+        )
+        .replace(
+            "/etc/hearth-wasm-edge/certs/hearth.example.key",
+            &certs.join("edge.key").display().to_string(),
+        );
+    assert_ne!(yaml, example, "the example names its certificate files");
+    let dir = TempDir::new("check-example");
+    let path = dir.join("hearth.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut command = Command::new(EDGE_BIN);
+    command
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .arg("--policy")
+        .arg(root.join("policies/hearth.wasm"))
+        .env("NO_COLOR", "1");
+    let out = run_tool(command, b"", STEP_TIMEOUT * 3);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the documented example must pass check:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+}
