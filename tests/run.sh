@@ -11,6 +11,7 @@ PACKAGES=(
     coturn                         # TURN over TLS backend (turnserver)
     nginx                          # HTTP backends
     python3-websockets             # WebSocket echo backend
+    chromium                       # a real browser client (post-quantum ClientHello)
 )
 
 step() { printf '\n=== %s\n' "$*"; }

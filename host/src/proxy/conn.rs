@@ -112,6 +112,15 @@ async fn serve(
     .await?;
     record.sni = hello.server_name.clone();
     let hello = policy_hello(hello, record.source, local);
+    debug!(
+        source = %record.source,
+        sni = %record.sni.as_deref().unwrap_or("-"),
+        alpn = %hello.alpn.join(","),
+        hello_bytes = hello.hello_bytes,
+        key_shares = %hex_list(&hello.key_share_groups),
+        ja4 = %hello.ja4,
+        "ClientHello parsed"
+    );
     match decide(shared, &hello, record)? {
         Action::Reject(rejection) => Ok(refuse(shared, client, record, rejection).await),
         Action::Relay(target) => relay(shared, client, local, replay, record, target).await,
@@ -380,4 +389,10 @@ fn report(shared: &Shared, record: &Record, error: &ConnError) {
             error!(source = %source, sni = %sni, backend = %backend, error = %error, "internal error")
         }
     }
+}
+
+/// `0x11ec,0x001d` for a log field.
+fn hex_list(values: &[u16]) -> String {
+    let hex: Vec<String> = values.iter().map(|v| format!("{v:#06x}")).collect();
+    hex.join(",")
 }

@@ -17,11 +17,13 @@
 //! - `limits`: oversized and silent ClientHellos, dead backends, fd leaks,
 //!   the connection limit.
 //! - `config`: `check --config` on good and bad configs.
+//! - `browser`: headless Chromium (a post-quantum ClientHello) through the edge.
 //!
 //! Run: `cargo test --release -p hearth-wasm-edge --test e2e`.
 
 mod support;
 
+mod browser;
 mod config;
 mod limits;
 mod passthrough;

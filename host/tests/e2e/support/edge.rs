@@ -23,6 +23,7 @@ pub struct EdgeBuilder {
     policy_config: BTreeMap<String, String>,
     backends: BTreeMap<String, String>,
     limits: BTreeMap<String, String>,
+    log_level: &'static str,
 }
 
 /// A running edge; killed on drop.
@@ -47,6 +48,7 @@ impl EdgeBuilder {
             policy_config: BTreeMap::from([("domain".to_owned(), DOMAIN.to_owned())]),
             backends: BTreeMap::new(),
             limits: BTreeMap::new(),
+            log_level: "info",
         };
         for name in HEARTH_BACKENDS {
             builder = builder.backend(name, dead_addr());
@@ -68,6 +70,12 @@ impl EdgeBuilder {
     /// Sets `limits.<key>` (e.g. `client_hello_timeout`, `300ms`).
     pub fn limit(mut self, key: &str, value: &str) -> EdgeBuilder {
         self.limits.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Sets `log.level` (default `info`).
+    pub fn log_level(mut self, level: &'static str) -> EdgeBuilder {
+        self.log_level = level;
         self
     }
 
@@ -98,9 +106,10 @@ impl EdgeBuilder {
             yaml += &format!("  {name}: {value}\n");
         }
         yaml += &format!(
-            "tls:\n  certificates:\n    - {{ cert: {}, key: {} }}\nlog: {{ level: info, format: text }}\n",
+            "tls:\n  certificates:\n    - {{ cert: {}, key: {} }}\nlog: {{ level: {}, format: text }}\n",
             quote(&cert_path("edge.crt")),
             quote(&cert_path("edge.key")),
+            self.log_level,
         );
         yaml
     }
