@@ -42,4 +42,4 @@ policies/build.sh --check
 
 step "cargo test (release: wasmtime is built once for the binary and the tests)"
 mkdir -p target
-cargo test --release --workspace 2>&1 | tee target/test-output.txt
+cargo test --release --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
