@@ -54,8 +54,10 @@ pub(crate) struct Template {
     pub pre: PolicyPre<StoreState>,
     pub policy: Arc<PolicyShared>,
     pub max_memory: usize,
-    /// Epoch ticks allowed per call (see `Runtime::deadline_ticks`).
+    /// Epoch ticks allowed per `decide` (see `Runtime::deadline_ticks`).
     pub deadline_ticks: u64,
+    /// Epoch ticks allowed for instantiation plus `init`.
+    pub init_deadline_ticks: u64,
     pub config: Vec<(String, String)>,
 }
 
@@ -78,7 +80,7 @@ pub(crate) struct Instance {
 
 impl Instance {
     /// Instantiates the policy and calls `init` with its config, each step
-    /// under the time limit.
+    /// under `init_timeout`.
     pub fn start(t: &Template) -> Result<Instance, StartError> {
         let stdout = GuestOutput::default();
         let stderr = GuestOutput::default();
@@ -99,7 +101,7 @@ impl Instance {
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         // A new store's deadline (0) has already passed: set it first.
-        store.set_epoch_deadline(t.deadline_ticks);
+        store.set_epoch_deadline(t.init_deadline_ticks);
         let world = match t.pre.instantiate(&mut store) {
             Ok(world) => world,
             Err(e) => {
@@ -119,7 +121,7 @@ impl Instance {
             world,
             deadline_ticks: t.deadline_ticks,
         };
-        instance.store.set_epoch_deadline(t.deadline_ticks);
+        instance.store.set_epoch_deadline(t.init_deadline_ticks);
         let outcome = instance.world.call_init(&mut instance.store, &t.config);
         match instance.finish(outcome) {
             Ok(Ok(())) => Ok(instance),

@@ -21,8 +21,13 @@ use crate::{ClientHello, Decision, LoadError, PolicyError, Runtime};
 pub struct Limits {
     /// Largest linear memory an instance may grow to, in bytes.
     pub max_memory: u64,
-    /// Longest a single `init` or `decide` call may run.
+    /// Longest a single `decide` call may run.
     pub max_time: Duration,
+    /// Longest instantiation plus `init` may run. Separate from (and longer
+    /// than) `max_time`: `init` runs once per instance, off the per-call
+    /// budget, and may parse a large config; on a loaded machine a 5 ms
+    /// budget would make loads and reloads fail at random.
+    pub init_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -30,9 +35,14 @@ impl Default for Limits {
         Limits {
             max_memory: 16 << 20,
             max_time: Duration::from_millis(5),
+            init_timeout: DEFAULT_INIT_TIMEOUT,
         }
     }
 }
+
+/// Default [`Limits::init_timeout`]: generous for a config-heavy `init` on a
+/// busy machine, still short enough that a looping `init` fails a load fast.
+pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Idle instances kept per core: enough for every worker thread to find one
 /// without instantiating, with a margin for bursts.
@@ -128,6 +138,7 @@ impl Policy {
             }),
             max_memory: usize::try_from(limits.max_memory).unwrap_or(usize::MAX),
             deadline_ticks: runtime.deadline_ticks(limits.max_time),
+            init_deadline_ticks: runtime.deadline_ticks(limits.init_timeout),
             config,
         };
         let first = Instance::start(&template).map_err(|e| match e {

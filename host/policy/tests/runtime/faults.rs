@@ -15,6 +15,16 @@ fn assert_ok_passthrough(decision: Decision) {
     }
 }
 
+/// Default limits with a `max_time` no test machine reaches: for tests of
+/// something else than time, since the deadline is wall-clock and a loaded
+/// two-core machine can preempt a call past the 5 ms default.
+fn untimed() -> Limits {
+    Limits {
+        max_time: Duration::from_secs(5),
+        ..Limits::default()
+    }
+}
+
 #[test]
 fn a_panic_is_a_trap_with_the_message_and_the_next_decision_works() {
     let rt = runtime();
@@ -90,7 +100,7 @@ fn unbounded_allocation_hits_the_memory_cap_and_the_next_decision_works() {
     let rt = runtime();
     let limits = Limits {
         max_memory: 8 << 20,
-        ..Limits::default()
+        ..untimed()
     };
     let policy = Policy::load(&rt, &guest(HOG), vec![], limits).unwrap();
     let err = policy.decide(&hello(Some("hog.test"))).unwrap_err();
@@ -118,7 +128,7 @@ fn concurrent_decisions_each_get_an_instance() {
     const THREADS: usize = 8;
     const CALLS: usize = 200;
     let rt = runtime();
-    let policy = Policy::load(&rt, &guest(TRAP), vec![], Limits::default()).unwrap();
+    let policy = Policy::load(&rt, &guest(TRAP), vec![], untimed()).unwrap();
     std::thread::scope(|s| {
         for t in 0..THREADS {
             let policy = &policy;
@@ -226,4 +236,29 @@ fn a_flood_of_log_lines_is_capped_per_call() {
         128,
         "the allowance is per call"
     );
+}
+
+#[test]
+fn init_has_its_own_budget_longer_than_max_time() {
+    let rt = runtime();
+    // `init` takes 30 ms, six times the per-decision `max_time`.
+    let config = vec![("init_spin_ms".to_owned(), "30".to_owned())];
+    let limits = Limits::default();
+    assert!(limits.max_time < Duration::from_millis(30));
+    let policy = Policy::load(&rt, &guest(SPIN), config.clone(), limits)
+        .expect("init within init_timeout loads even though it exceeds max_time");
+    assert_ok_passthrough(policy.decide(&hello(Some("fine.test"))).unwrap());
+
+    // The same init under a shorter init_timeout is stopped, as a timeout.
+    let short = Limits {
+        init_timeout: Duration::from_millis(10),
+        ..Limits::default()
+    };
+    let err = Policy::load(&rt, &guest(SPIN), config, short).unwrap_err();
+    match &err {
+        hearth_edge_policy::LoadError::InitFailed { source, .. } => {
+            assert_eq!(source.kind(), "timeout", "{err}")
+        }
+        other => panic!("expected InitFailed(timeout), got {other:?}"),
+    }
 }
