@@ -33,8 +33,12 @@ use locate::{Locations, Position};
 pub struct Config {
     /// Addresses to accept TLS on.
     pub listen: Vec<SocketAddr>,
+    /// Where the admin endpoints are served, if anywhere.
+    pub admin_listen: Option<SocketAddr>,
     /// The routing policy.
     pub policy: PolicySettings,
+    /// A policy run after each live decision for comparison only.
+    pub shadow: Option<ShadowSettings>,
     /// Per-connection limits.
     pub limits: ConnLimits,
     /// Backends by name.
@@ -54,6 +58,17 @@ pub struct PolicySettings {
     pub config: Vec<(String, String)>,
     /// What happens when the policy fails.
     pub on_error: OnError,
+    /// Memory and time limits of each call.
+    pub limits: hearth_edge_policy::Limits,
+}
+
+/// `shadow`.
+#[derive(Debug, Clone)]
+pub struct ShadowSettings {
+    /// The component file (resolved).
+    pub path: PathBuf,
+    /// Handed to the shadow's `init`, in file order.
+    pub config: Vec<(String, String)>,
     /// Memory and time limits of each call.
     pub limits: hearth_edge_policy::Limits,
 }
@@ -80,6 +95,9 @@ pub struct ConnLimits {
     pub idle_timeout: Duration,
     /// Connections handled at once.
     pub max_concurrent_conns: usize,
+    /// On shutdown, how long established connections may go on before
+    /// they are closed.
+    pub drain_timeout: Duration,
 }
 
 /// One backend.
@@ -178,6 +196,9 @@ pub const DEFAULT_BACKEND_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// Default `limits.max_concurrent_conns`.
 pub const DEFAULT_MAX_CONCURRENT_CONNS: u64 = 10_000;
+/// Default `limits.drain_timeout`: long enough for requests in flight to
+/// finish, shorter than the usual 30 s before an orchestrator kills.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 /// ALPN offered for a backend that does not list its own.
 pub const DEFAULT_ALPN: &[&str] = &["http/1.1"];
 /// Smallest `policy.limits.max_memory`: one 64 KiB wasm page.
@@ -187,6 +208,7 @@ pub const MIN_POLICY_MEMORY: u64 = 64 * 1024;
 /// path and the local CA directory are filled in by [`Config::embedded`].
 pub const EMBEDDED_PROFILE: &str = "\
 listen: \"127.0.0.1:8443\"
+admin_listen: \"127.0.0.1:9180\"
 policy:
   config: { domain: hearth.localhost }
   on_error: reject
@@ -416,6 +438,18 @@ mod tests {
         assert_eq!(config.tls.certificates.len(), 2);
         assert_eq!(config.tls.certificates[1].names, ["lk.hearth.example"]);
         assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(
+            config.admin_listen,
+            Some("127.0.0.1:9180".parse::<SocketAddr>().unwrap())
+        );
+        assert_eq!(config.policy.limits.init_timeout, Duration::from_secs(1));
+        let shadow = config.shadow.as_ref().unwrap();
+        assert!(shadow.path.ends_with("policies/hearth.wasm"));
+        assert_eq!(
+            shadow.config,
+            [("domain".to_owned(), "hearth.example".to_owned())]
+        );
+        assert_eq!(config.limits.drain_timeout, Duration::from_secs(25));
     }
 
     #[test]
@@ -432,6 +466,13 @@ mod tests {
         assert_eq!(config.limits.max_concurrent_conns, 10_000);
         assert_eq!(config.policy.on_error, OnError::Reject);
         assert_eq!(config.log.level, tracing::Level::INFO);
+        assert_eq!(config.admin_listen, None);
+        assert!(config.shadow.is_none());
+        assert_eq!(config.limits.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+        assert_eq!(
+            config.policy.limits.init_timeout,
+            hearth_edge_policy::DEFAULT_INIT_TIMEOUT
+        );
     }
 
     #[test]
@@ -460,6 +501,10 @@ mod tests {
             ["127.0.0.1:8443".parse::<SocketAddr>().unwrap()]
         );
         assert_eq!(config.backends.len(), 3);
+        assert_eq!(
+            config.admin_listen,
+            Some("127.0.0.1:9180".parse::<SocketAddr>().unwrap())
+        );
         let ca = config.tls.local_ca.as_ref().unwrap();
         assert_eq!(
             ca.names,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::duration::{ByteSize, ConfigDuration};
-use super::values::{Alpn, BackendAddr, BackendName, Hostname, ListenList};
+use super::values::{Alpn, BackendAddr, BackendName, Hostname, ListenAddr, ListenList};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -17,8 +17,14 @@ use super::values::{Alpn, BackendAddr, BackendName, Hostname, ListenList};
 pub struct RawConfig {
     /// `listen`: one address or a list.
     pub listen: ListenList,
+    /// `admin_listen`: where `/healthz`, `/readyz` and `/metrics` are
+    /// served; no admin listener when absent.
+    pub admin_listen: Option<ListenAddr>,
     /// `policy`.
     pub policy: RawPolicy,
+    /// `shadow`: a second policy run after each live decision, for
+    /// comparison only.
+    pub shadow: Option<RawShadow>,
     /// `limits`.
     #[serde(default)]
     pub limits: RawLimits,
@@ -50,14 +56,30 @@ pub struct RawPolicy {
     pub limits: RawPolicyLimits,
 }
 
+/// `shadow`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShadow {
+    /// The component.
+    pub path: PathBuf,
+    /// Handed to the shadow's `init`.
+    #[serde(default)]
+    pub config: serde_yaml::Value,
+    /// Resource limits of each call.
+    #[serde(default)]
+    pub limits: RawPolicyLimits,
+}
+
 /// `policy.limits`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicyLimits {
     /// Largest linear memory of an instance.
     pub max_memory: Option<ByteSize>,
-    /// Longest a single call may run.
+    /// Longest a single `decide` may run.
     pub max_time: Option<ConfigDuration>,
+    /// Longest instantiation plus `init` may run.
+    pub init_timeout: Option<ConfigDuration>,
 }
 
 /// `limits`.
@@ -74,6 +96,8 @@ pub struct RawLimits {
     pub idle_timeout: Option<ConfigDuration>,
     /// Connections handled at once; more are closed on accept.
     pub max_concurrent_conns: Option<u64>,
+    /// On shutdown, how long established connections may go on.
+    pub drain_timeout: Option<ConfigDuration>,
 }
 
 /// One entry of `backends`.

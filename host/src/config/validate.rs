@@ -14,14 +14,16 @@ use hearth_edge_policy::harness::{ConfigError as PolicyConfigError, config_map};
 
 use super::duration::ConfigDuration;
 use super::raw::{
-    RawBackend, RawConfig, RawLevel, RawLimits, RawLog, RawPolicy, RawProxyProtocol, RawTls,
+    RawBackend, RawConfig, RawLevel, RawLimits, RawLog, RawPolicy, RawPolicyLimits,
+    RawProxyProtocol, RawShadow, RawTls,
 };
-use super::values::{BackendName, ListenList};
+use super::values::{BackendName, ListenAddr, ListenList};
 use super::{
     Backend, Config, ConnLimits, DEFAULT_ALPN, DEFAULT_BACKEND_DIAL_TIMEOUT,
-    DEFAULT_CLIENT_HELLO_MAX_BYTES, DEFAULT_CLIENT_HELLO_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CONCURRENT_CONNS, LocalCaSettings, LogSettings, MAX_CLIENT_HELLO_MAX_BYTES,
-    MIN_CLIENT_HELLO_MAX_BYTES, MIN_POLICY_MEMORY, OnError, PolicySettings, TlsSettings,
+    DEFAULT_CLIENT_HELLO_MAX_BYTES, DEFAULT_CLIENT_HELLO_TIMEOUT, DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONCURRENT_CONNS, LocalCaSettings, LogSettings,
+    MAX_CLIENT_HELLO_MAX_BYTES, MIN_CLIENT_HELLO_MAX_BYTES, MIN_POLICY_MEMORY, OnError,
+    PolicySettings, ShadowSettings, TlsSettings,
 };
 use crate::tls::files;
 
@@ -54,14 +56,18 @@ fn fail<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, Fie
 /// Checks `raw` and builds the [`Config`], section by section.
 pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> {
     let listen = listen(&raw.listen)?;
+    let admin_listen = admin_listen(raw.admin_listen, &listen)?;
     let backends = backends(raw.backends)?;
     let policy = policy(raw.policy, &backends, cx)?;
+    let shadow = raw.shadow.map(|s| shadow(s, cx)).transpose()?;
     let limits = limits(raw.limits)?;
     let tls = tls(raw.tls, cx)?;
     let log = log(&raw.log);
     Ok(Config {
         listen,
+        admin_listen,
         policy,
+        shadow,
         limits,
         backends,
         tls,
@@ -83,6 +89,22 @@ fn listen(raw: &ListenList) -> Result<Vec<SocketAddr>, FieldError> {
         }
     }
     Ok(raw.0.iter().map(|a| a.0).collect())
+}
+
+fn admin_listen(
+    raw: Option<ListenAddr>,
+    listen: &[SocketAddr],
+) -> Result<Option<SocketAddr>, FieldError> {
+    let Some(ListenAddr(addr)) = raw else {
+        return Ok(None);
+    };
+    if listen.contains(&addr) {
+        return fail(
+            "admin_listen",
+            format!("{addr} is also in listen; give the admin endpoints their own port"),
+        );
+    }
+    Ok(Some(addr))
 }
 
 fn backends(
@@ -144,35 +166,66 @@ fn policy(
             );
         }
     };
-    let defaults = PolicyLimits::default();
-    let max_memory = raw.limits.max_memory.map_or(defaults.max_memory, |s| s.0);
-    if max_memory < MIN_POLICY_MEMORY {
-        return fail(
-            "policy.limits.max_memory",
-            format!("must be at least {MIN_POLICY_MEMORY} bytes (one wasm page)"),
-        );
-    }
-    let max_time = raw.limits.max_time.map_or(defaults.max_time, |d| d.0);
-    if max_time.is_zero() {
-        return fail("policy.limits.max_time", "must be more than 0");
-    }
-    let config = config_map(&raw.config).map_err(|e| match e {
-        PolicyConfigError::BadValue { ref key, .. } => FieldError {
-            path: format!("policy.config.{key}"),
-            message: e.to_string(),
-        },
-        other => FieldError {
-            path: "policy.config".to_owned(),
-            message: other.to_string(),
-        },
-    })?;
+    let limits = policy_limits(raw.limits, "policy")?;
+    let config = policy_config(&raw.config, "policy")?;
     Ok(PolicySettings {
         path,
         config,
         on_error,
-        limits: PolicyLimits {
-            max_memory,
-            max_time,
+        limits,
+    })
+}
+
+fn shadow(raw: RawShadow, cx: &Context<'_>) -> Result<ShadowSettings, FieldError> {
+    let path = cx.base_dir.join(&raw.path);
+    if !path.is_file() {
+        return fail("shadow.path", format!("no such file {}", path.display()));
+    }
+    Ok(ShadowSettings {
+        path,
+        config: policy_config(&raw.config, "shadow")?,
+        limits: policy_limits(raw.limits, "shadow")?,
+    })
+}
+
+/// `<section>.limits` of `policy` or `shadow`.
+fn policy_limits(raw: RawPolicyLimits, section: &str) -> Result<PolicyLimits, FieldError> {
+    let defaults = PolicyLimits::default();
+    let max_memory = raw.max_memory.map_or(defaults.max_memory, |s| s.0);
+    if max_memory < MIN_POLICY_MEMORY {
+        return fail(
+            format!("{section}.limits.max_memory"),
+            format!("must be at least {MIN_POLICY_MEMORY} bytes (one wasm page)"),
+        );
+    }
+    let nonzero = |field: &str, value: Option<ConfigDuration>, default: Duration| {
+        let d = value.map_or(default, |d| d.0);
+        if d.is_zero() {
+            fail(format!("{section}.limits.{field}"), "must be more than 0")
+        } else {
+            Ok(d)
+        }
+    };
+    Ok(PolicyLimits {
+        max_memory,
+        max_time: nonzero("max_time", raw.max_time, defaults.max_time)?,
+        init_timeout: nonzero("init_timeout", raw.init_timeout, defaults.init_timeout)?,
+    })
+}
+
+/// `<section>.config` of `policy` or `shadow`, as `init` receives it.
+fn policy_config(
+    raw: &serde_yaml::Value,
+    section: &str,
+) -> Result<Vec<(String, String)>, FieldError> {
+    config_map(raw).map_err(|e| match e {
+        PolicyConfigError::BadValue { ref key, .. } => FieldError {
+            path: format!("{section}.config.{key}"),
+            message: e.to_string(),
+        },
+        other => FieldError {
+            path: format!("{section}.config"),
+            message: other.to_string(),
         },
     })
 }
@@ -218,6 +271,7 @@ fn limits(raw: RawLimits) -> Result<ConnLimits, FieldError> {
         )?,
         idle_timeout: nonzero("idle_timeout", raw.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
         max_concurrent_conns: usize::try_from(max_concurrent_conns).unwrap_or(usize::MAX),
+        drain_timeout: raw.drain_timeout.map_or(DEFAULT_DRAIN_TIMEOUT, |d| d.0),
     })
 }
 
