@@ -12,6 +12,7 @@ PACKAGES=(
     nginx                          # HTTP backends
     python3-websockets             # WebSocket echo backend
     chromium                       # a real browser client (post-quantum ClientHello)
+    prometheus                     # promtool: checks the /metrics exposition
 )
 
 step() { printf '\n=== %s\n' "$*"; }

@@ -11,11 +11,13 @@
 //! - [`proxy`]: the data path ([`proxy::Edge`]); start at `proxy/conn.rs`.
 //! - [`tls`]: certificates (files, local CA, the store) and rustls setup.
 //! - [`error`]: connection errors, each with its side and client response.
-//! - [`metrics`]: the data path's counters.
+//! - [`metrics`]: the counters, and their Prometheus text format.
+//! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`).
 //! - [`logging`]: `tracing` setup (text or JSON, `RUST_LOG`).
 
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod error;

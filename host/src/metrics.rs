@@ -1,14 +1,22 @@
-//! Counters of the data path, all in one place: plain atomics (and small
-//! label maps for per-kind and per-reason counts) that the proxy bumps and
-//! that a later admin listener will expose. Tests read them through
-//! [`Metrics::snapshot`].
+//! Counters of the edge, all in one place: plain atomics, small label maps
+//! for per-kind, per-reason and per-backend counts, and fixed-bucket
+//! histograms. The proxy bumps them; the admin listener (`admin.rs`) renders
+//! them in the Prometheus text format (`metrics/prometheus.rs`). Tests read
+//! them through [`Metrics::snapshot`].
 //!
-//! Written by `proxy/listener.rs` (accepts, limit hits) and `proxy/conn.rs`
-//! (everything per connection).
+//! Written by `proxy/listener.rs` (accepts, limit hits), `proxy/conn.rs`
+//! (everything per connection), `proxy/shadow.rs` (shadow comparisons) and
+//! `cli/serve.rs` (reloads).
+
+pub mod histogram;
+pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub use histogram::{Buckets, Histogram};
 
 /// How a connection ended, for the `closed` counters and the
 /// `connection closed` log line.
@@ -31,7 +39,7 @@ const MAX_LABELS: usize = 64;
 const OVERFLOW_LABEL: &str = "other";
 
 /// The data path's counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     /// Connections accepted.
     pub accepted: AtomicU64,
@@ -40,7 +48,7 @@ pub struct Metrics {
     /// Connections closed on accept because `max_concurrent_conns` was reached.
     pub limit_rejected: AtomicU64,
     closed: [AtomicU64; 4],
-    /// Backend dials that failed or timed out.
+    /// Backend dials that failed or timed out (all backends).
     pub dial_failures: AtomicU64,
     /// TLS handshakes (terminate) that failed or timed out.
     pub tls_handshake_failures: AtomicU64,
@@ -50,9 +58,27 @@ pub struct Metrics {
     pub bytes_up: AtomicU64,
     /// Bytes from backends to clients (plaintext when terminating).
     pub bytes_down: AtomicU64,
-    hello_errors: Labelled,
-    rejects: Labelled,
-    policy_errors: Labelled,
+    hello_errors: Labelled<String>,
+    rejects: Labelled<String>,
+    policy_errors: Labelled<String>,
+    /// Decisions by (action, backend).
+    decisions: Labelled<(String, String)>,
+    /// Relayed bytes by (backend, direction).
+    relayed: Labelled<(String, &'static str)>,
+    dial_failures_by_backend: Labelled<String>,
+    decision_latency: Histogram,
+    hello_size: Histogram,
+    dial_latency: Mutex<BTreeMap<String, Histogram>>,
+    reloads: Labelled<&'static str>,
+    /// Unix time of the last successful load or reload, and whether the
+    /// last attempt succeeded.
+    last_reload: Mutex<(u64, bool)>,
+    /// Shadow decisions made.
+    pub shadow_decisions: AtomicU64,
+    /// Shadow decisions that differed from the live one.
+    pub shadow_disagreements: AtomicU64,
+    /// Shadow comparisons skipped because too many were in flight.
+    pub shadow_skipped: AtomicU64,
 }
 
 /// A point-in-time copy of every counter.
@@ -82,11 +108,44 @@ pub struct Snapshot {
     pub rejects: BTreeMap<String, u64>,
     /// Policy failures by kind (`trap`, `timeout`, `memory`, `unknown_backend`).
     pub policy_errors: BTreeMap<String, u64>,
+    /// Decisions by (action, backend); backend is empty for rejections.
+    pub decisions: BTreeMap<(String, String), u64>,
+    /// Relayed bytes by (backend, `up`/`down`).
+    pub relayed: BTreeMap<(String, &'static str), u64>,
+    /// Dial failures by backend.
+    pub dial_failures_by_backend: BTreeMap<String, u64>,
+    /// Reload attempts by result (`success`, `failure`).
+    pub reloads: BTreeMap<&'static str, u64>,
+    /// See [`Metrics::shadow_decisions`].
+    pub shadow_decisions: u64,
+    /// See [`Metrics::shadow_disagreements`].
+    pub shadow_disagreements: u64,
 }
 
 /// Counters by label, bounded in the number of labels.
-#[derive(Debug, Default)]
-struct Labelled(Mutex<BTreeMap<String, u64>>);
+#[derive(Debug)]
+struct Labelled<K>(Mutex<BTreeMap<K, u64>>);
+
+/// A label key that has a catch-all value for labels past [`MAX_LABELS`].
+trait LabelKey: Ord + Clone {
+    fn overflow() -> Self;
+}
+
+/// Buckets of the policy decision latency, in seconds: a decision takes
+/// microseconds; `max_time` (5 ms by default) bounds it.
+const DECISION_SECONDS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+];
+/// Buckets of the ClientHello size, in bytes: classic hellos are ~500 B,
+/// post-quantum ones ~1.8 KiB, the default cap is 16 KiB.
+const HELLO_BYTES: &[f64] = &[
+    256.0, 512.0, 1024.0, 1536.0, 2048.0, 4096.0, 8192.0, 16384.0, 65536.0,
+];
+/// Buckets of the backend dial latency, in seconds: loopback is ~0.1 ms,
+/// the default dial timeout 5 s.
+const DIAL_SECONDS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 // === impl Outcome ===
 
@@ -111,6 +170,36 @@ impl Outcome {
 
 // === impl Metrics ===
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            accepted: AtomicU64::new(0),
+            active: AtomicU64::new(0),
+            limit_rejected: AtomicU64::new(0),
+            closed: Default::default(),
+            dial_failures: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
+            idle_timeouts: AtomicU64::new(0),
+            bytes_up: AtomicU64::new(0),
+            bytes_down: AtomicU64::new(0),
+            hello_errors: Labelled::default(),
+            rejects: Labelled::default(),
+            policy_errors: Labelled::default(),
+            decisions: Labelled::default(),
+            relayed: Labelled::default(),
+            dial_failures_by_backend: Labelled::default(),
+            decision_latency: Histogram::new(Buckets::Seconds(DECISION_SECONDS)),
+            hello_size: Histogram::new(Buckets::Bytes(HELLO_BYTES)),
+            dial_latency: Mutex::new(BTreeMap::new()),
+            reloads: Labelled::default(),
+            last_reload: Mutex::new((0, false)),
+            shadow_decisions: AtomicU64::new(0),
+            shadow_disagreements: AtomicU64::new(0),
+            shadow_skipped: AtomicU64::new(0),
+        }
+    }
+}
+
 impl Metrics {
     /// Counts a finished connection.
     pub fn closed(&self, outcome: Outcome, bytes_up: u64, bytes_down: u64) {
@@ -121,17 +210,73 @@ impl Metrics {
 
     /// Counts a failed ClientHello read.
     pub fn hello_error(&self, kind: &str) {
-        self.hello_errors.add(kind);
+        self.hello_errors.add_str(kind, 1);
     }
 
     /// Counts a rejection.
     pub fn reject(&self, reason: &str) {
-        self.rejects.add(reason);
+        self.rejects.add_str(reason, 1);
     }
 
     /// Counts a policy failure.
     pub fn policy_error(&self, kind: &str) {
-        self.policy_errors.add(kind);
+        self.policy_errors.add_str(kind, 1);
+    }
+
+    /// Counts what was done with a connection: `action` is `passthrough`,
+    /// `terminate` or `reject`; `backend` is empty for rejections.
+    pub fn decision(&self, action: &str, backend: &str) {
+        self.decisions
+            .add((action.to_owned(), backend.to_owned()), 1);
+    }
+
+    /// Records how long the policy took to decide.
+    pub fn decision_latency(&self, took: Duration) {
+        self.decision_latency.observe_duration(took);
+    }
+
+    /// Records the size of a ClientHello.
+    pub fn hello_size(&self, bytes: u64) {
+        self.hello_size.observe(bytes);
+    }
+
+    /// Adds a finished relay's bytes to its backend.
+    pub fn relayed(&self, backend: &str, up: u64, down: u64) {
+        self.relayed.add((backend.to_owned(), "up"), up);
+        self.relayed.add((backend.to_owned(), "down"), down);
+    }
+
+    /// Records a successful dial's latency.
+    pub fn dial_latency(&self, backend: &str, took: Duration) {
+        let mut map = lock(&self.dial_latency);
+        if let Some(h) = map.get(backend) {
+            h.observe_duration(took);
+        } else if map.len() < MAX_LABELS {
+            let h = Histogram::new(Buckets::Seconds(DIAL_SECONDS));
+            h.observe_duration(took);
+            map.insert(backend.to_owned(), h);
+        }
+    }
+
+    /// Counts a failed dial.
+    pub fn dial_failure(&self, backend: &str) {
+        self.dial_failures.fetch_add(1, Ordering::Relaxed);
+        self.dial_failures_by_backend.add_str(backend, 1);
+    }
+
+    /// Records the first load (not counted as a reload).
+    pub fn loaded(&self, now: u64) {
+        *lock(&self.last_reload) = (now, true);
+    }
+
+    /// Counts a reload attempt; `now` is the Unix time in seconds.
+    pub fn reload(&self, ok: bool, now: u64) {
+        self.reloads.add(if ok { "success" } else { "failure" }, 1);
+        let mut last = lock(&self.last_reload);
+        last.1 = ok;
+        if ok {
+            last.0 = now;
+        }
     }
 
     /// Copies every counter.
@@ -153,8 +298,19 @@ impl Metrics {
             hello_errors: self.hello_errors.snapshot(),
             rejects: self.rejects.snapshot(),
             policy_errors: self.policy_errors.snapshot(),
+            decisions: self.decisions.snapshot(),
+            relayed: self.relayed.snapshot(),
+            dial_failures_by_backend: self.dial_failures_by_backend.snapshot(),
+            reloads: self.reloads.snapshot(),
+            shadow_decisions: load(&self.shadow_decisions),
+            shadow_disagreements: load(&self.shadow_disagreements),
         }
     }
+}
+
+/// Locks a metrics mutex; a poisoned one still holds valid counts.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Increments the `active` gauge and returns a guard that decrements it when
@@ -176,26 +332,57 @@ impl Drop for ActiveGuard<'_> {
 
 // === impl Labelled ===
 
-impl Labelled {
-    fn add(&self, label: &str) {
-        let mut map = match self.0.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some(count) = map.get_mut(label) {
-            *count += 1;
+impl<K> Default for Labelled<K> {
+    fn default() -> Self {
+        Labelled(Mutex::new(BTreeMap::new()))
+    }
+}
+
+impl<K: LabelKey> Labelled<K> {
+    fn add(&self, key: K, n: u64) {
+        let mut map = lock(&self.0);
+        if let Some(count) = map.get_mut(&key) {
+            *count += n;
         } else if map.len() < MAX_LABELS {
-            map.insert(label.to_owned(), 1);
+            map.insert(key, n);
         } else {
-            *map.entry(OVERFLOW_LABEL.to_owned()).or_default() += 1;
+            *map.entry(K::overflow()).or_default() += n;
         }
     }
 
-    fn snapshot(&self) -> BTreeMap<String, u64> {
-        match self.0.lock() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+    fn snapshot(&self) -> BTreeMap<K, u64> {
+        lock(&self.0).clone()
+    }
+}
+
+impl Labelled<String> {
+    /// Like `add`, without allocating when the label is already counted.
+    fn add_str(&self, label: &str, n: u64) {
+        let mut map = lock(&self.0);
+        if let Some(count) = map.get_mut(label) {
+            *count += n;
+            return;
         }
+        drop(map);
+        self.add(label.to_owned(), n);
+    }
+}
+
+impl LabelKey for String {
+    fn overflow() -> Self {
+        OVERFLOW_LABEL.to_owned()
+    }
+}
+
+impl LabelKey for &'static str {
+    fn overflow() -> Self {
+        OVERFLOW_LABEL
+    }
+}
+
+impl<A: LabelKey, B: LabelKey> LabelKey for (A, B) {
+    fn overflow() -> Self {
+        (A::overflow(), B::overflow())
     }
 }
 

@@ -7,8 +7,12 @@
 //!   three routes.
 //! - `proxy/proxy_protocol.rs`: PROXY v2 headers.
 //! - `proxy/copy.rs`: the two-way relay with half-close and idle timeout.
+//! - `proxy/shadow.rs`: the shadow policy, compared off the critical path.
 //!
-//! [`Edge`] ties them together; errors are in `error.rs`, counters in
+//! [`Edge`] ties them together: the state connections read is one
+//! [`Shared`] generation, which [`Reloader::swap`] replaces whole; each
+//! connection keeps the generation it was accepted under to its end.
+//! [`Edge::run`] drains on shutdown. Errors are in `error.rs`, counters in
 //! `metrics.rs`, certificates in `tls.rs`.
 
 mod conn;
@@ -17,19 +21,23 @@ mod listener;
 mod passthrough;
 pub mod proxy_protocol;
 pub mod reject;
+mod shadow;
 mod terminate;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use hearth_edge_policy::{ClientHello, Decision, Policy, PolicyError};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tracing::{info, warn};
 
 pub use copy::RELAY_BUFFER_BYTES;
+pub use listener::bind as bind_listener;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -40,11 +48,20 @@ use crate::tls::{self, CertSource};
 pub trait Decide: Send + Sync + 'static {
     /// The decision for one ClientHello.
     fn decide(&self, hello: &ClientHello) -> Result<Decision, PolicyError>;
+
+    /// A name for logs.
+    fn name(&self) -> &str {
+        "policy"
+    }
 }
 
 impl Decide for Policy {
     fn decide(&self, hello: &ClientHello) -> Result<Decision, PolicyError> {
         Policy::decide(self, hello)
+    }
+
+    fn name(&self) -> &str {
+        Policy::name(self)
     }
 }
 
@@ -57,13 +74,32 @@ where
     }
 }
 
-/// State every connection reads.
+/// State every connection reads: one generation of config and policies.
 pub(crate) struct Shared {
     config: Arc<Config>,
     policy: Arc<dyn Decide>,
+    /// Run after `policy` for comparison only.
+    shadow: Option<shadow::Shadow>,
     /// TLS server config per backend name (they differ in ALPN).
     tls: HashMap<String, Arc<ServerConfig>>,
     metrics: Arc<Metrics>,
+}
+
+/// The current generation; accepts take a snapshot, reloads replace it.
+type Live = RwLock<Arc<Shared>>;
+
+/// Replaces the config and policies new connections use. Cheap to clone.
+#[derive(Clone)]
+pub struct Reloader {
+    live: Arc<Live>,
+    metrics: Arc<Metrics>,
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Connections still open when the drain timeout ran out, then closed.
+    pub closed: usize,
 }
 
 /// The edge could not start.
@@ -85,8 +121,15 @@ pub enum StartError {
 /// Bound listeners, ready to run.
 pub struct Edge {
     listeners: Vec<(TcpListener, SocketAddr)>,
-    shared: Arc<Shared>,
+    live: Arc<Live>,
+    metrics: Arc<Metrics>,
+    /// Connections allowed at once: `max_concurrent_conns` at bind time.
+    permits: usize,
 }
+
+/// After the drain timeout, connections still open get this long to notice
+/// they are being closed.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 impl Edge {
     /// Binds every `listen` address of `config`. Must be called inside a
@@ -96,7 +139,18 @@ impl Edge {
         policy: Arc<dyn Decide>,
         certs: Arc<dyn CertSource>,
     ) -> Result<Edge, StartError> {
-        let tls = tls::server_configs(&config, certs)?;
+        Edge::bind_with_shadow(config, policy, None, certs)
+    }
+
+    /// [`Edge::bind`] with a shadow policy compared against `policy`.
+    pub fn bind_with_shadow(
+        config: Arc<Config>,
+        policy: Arc<dyn Decide>,
+        shadow: Option<Arc<dyn Decide>>,
+        certs: Arc<dyn CertSource>,
+    ) -> Result<Edge, StartError> {
+        let metrics = Arc::new(Metrics::default());
+        let shared = Shared::new(config.clone(), policy, shadow, certs, metrics.clone())?;
         let mut listeners = Vec::new();
         for &addr in &config.listen {
             let listener =
@@ -106,13 +160,24 @@ impl Edge {
                 .map_err(|source| StartError::Bind { addr, source })?;
             listeners.push((listener, local));
         }
-        let shared = Arc::new(Shared {
-            config,
-            policy,
-            tls,
-            metrics: Arc::new(Metrics::default()),
-        });
-        Ok(Edge { listeners, shared })
+        Ok(Edge {
+            listeners,
+            live: Arc::new(RwLock::new(Arc::new(shared))),
+            metrics,
+            permits: config
+                .limits
+                .max_concurrent_conns
+                .min(Semaphore::MAX_PERMITS)
+                .min(u32::MAX as usize),
+        })
+    }
+
+    /// A handle that swaps in new configs and policies while this runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            live: self.live.clone(),
+            metrics: self.metrics.clone(),
+        }
     }
 
     /// The bound addresses (with real ports when the config said `:0`).
@@ -122,32 +187,115 @@ impl Edge {
 
     /// The counters, live.
     pub fn metrics(&self) -> Arc<Metrics> {
-        self.shared.metrics.clone()
+        self.metrics.clone()
     }
 
     /// Accepts connections until `shutdown` completes, then stops accepting
-    /// and returns. Connections in flight are not waited for.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let permits = self
-            .shared
-            .config
-            .limits
-            .max_concurrent_conns
-            .min(Semaphore::MAX_PERMITS);
-        let limiter = Arc::new(Semaphore::new(permits));
+    /// (the listening sockets are closed) and drains: established
+    /// connections go on for up to `drain_timeout` of the current config,
+    /// and those still open then are closed.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Drained {
+        let limiter = Arc::new(Semaphore::new(self.permits));
         let (stop, stopped) = watch::channel(false);
+        let (close, closing) = watch::channel(false);
         let mut loops = tokio::task::JoinSet::new();
         for (listener, _) in self.listeners {
             loops.spawn(listener::accept_loop(
                 listener,
-                self.shared.clone(),
+                self.live.clone(),
                 limiter.clone(),
                 stopped.clone(),
+                closing.clone(),
             ));
         }
         shutdown.await;
         let _ = stop.send(true);
         while loops.join_next().await.is_some() {}
+
+        let drain_timeout = current(&self.live).config.limits.drain_timeout;
+        let all = u32::try_from(self.permits).unwrap_or(u32::MAX);
+        let open = self.permits - limiter.available_permits();
+        if open > 0 {
+            info!(connections = open, timeout = ?drain_timeout, "draining");
+        }
+        if tokio::time::timeout(drain_timeout, limiter.acquire_many(all))
+            .await
+            .is_ok()
+        {
+            return Drained { closed: 0 };
+        }
+        let open = self.permits - limiter.available_permits();
+        warn!(
+            connections = open,
+            "drain timeout reached; closing the remaining connections"
+        );
+        let _ = close.send(true);
+        let _ = tokio::time::timeout(CLOSE_GRACE, limiter.acquire_many(all)).await;
+        Drained { closed: open }
+    }
+}
+
+// === impl Shared ===
+
+impl Shared {
+    fn new(
+        config: Arc<Config>,
+        policy: Arc<dyn Decide>,
+        shadow: Option<Arc<dyn Decide>>,
+        certs: Arc<dyn CertSource>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Shared, StartError> {
+        let tls = tls::server_configs(&config, certs)?;
+        Ok(Shared {
+            config,
+            policy,
+            shadow: shadow.map(shadow::Shadow::new),
+            tls,
+            metrics,
+        })
+    }
+}
+
+/// The generation new connections get.
+fn current(live: &Live) -> Arc<Shared> {
+    match live.read() {
+        Ok(guard) => guard.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+// === impl Reloader ===
+
+impl Reloader {
+    /// Makes `config`, `policy` and `shadow` the ones new connections use;
+    /// established connections keep theirs. Everything is built before the
+    /// swap, so a failure leaves the running generation in place.
+    /// `listen` and `limits.max_concurrent_conns` keep their values from
+    /// start.
+    pub fn swap(
+        &self,
+        config: Arc<Config>,
+        policy: Arc<dyn Decide>,
+        shadow: Option<Arc<dyn Decide>>,
+        certs: Arc<dyn CertSource>,
+    ) -> Result<(), StartError> {
+        let next = Arc::new(Shared::new(
+            config,
+            policy,
+            shadow,
+            certs,
+            self.metrics.clone(),
+        )?);
+        match self.live.write() {
+            Ok(mut guard) => *guard = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+        Ok(())
+    }
+
+    /// The config new connections use.
+    pub fn config(&self) -> Arc<Config> {
+        current(&self.live).config.clone()
     }
 }
 

@@ -5,9 +5,11 @@
 //!   resolver over it.
 //! - `tls/files.rs`: PEM certificate + key files from the config.
 //! - `tls/local_ca.rs`: the self-signed local CA of the embedded profile.
+//! - `tls/expiry.rs`: a certificate's `notAfter`, for the expiry metric.
 //!
 //! The handshake itself runs in `proxy/terminate.rs`.
 
+pub mod expiry;
 pub mod files;
 pub mod local_ca;
 pub mod store;

@@ -1,6 +1,7 @@
 //! `hearth-wasm-edge [--config FILE] [--policy FILE]` and `check`: load the
-//! config (or the embedded local profile), the policy and the certificates,
-//! then serve until Ctrl-C / SIGTERM.
+//! config (or the embedded local profile), the policy (and shadow) and the
+//! certificates, then serve: SIGHUP reloads all of them, SIGTERM / Ctrl-C
+//! drains and stops. The admin listener is `admin.rs`.
 //!
 //! The data path itself is `proxy.rs`; config loading is `config.rs`.
 
@@ -8,12 +9,19 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use anyhow::Context as _;
 use hearth_edge_policy::{Policy, Runtime, RuntimeOptions};
-use tracing::info;
+use rustls::sign::CertifiedKey;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
 
+use crate::admin::{self, AdminState, Health};
 use crate::config::Config;
-use crate::proxy::Edge;
+use crate::metrics::Metrics;
+use crate::proxy::{Decide, Edge, Reloader};
 use crate::tls::local_ca::{self, LocalCa};
 use crate::tls::{CertSource, CertStore};
 
@@ -26,23 +34,47 @@ const EMBEDDED_POLICY_FILE: &str = "hearth.wasm";
 
 /// Runs the edge until it is told to stop.
 pub fn run(config: Option<PathBuf>, policy: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let config = Arc::new(load_config(config.as_deref(), policy)?);
+    let source = ConfigSource {
+        path: config,
+        policy,
+    };
+    let config = Arc::new(source.load()?);
     crate::logging::init(&config.log);
-    let policy = load_policy(&config)?;
+    let runtime = policy_runtime()?;
+    let policies = load_policies(&config, &runtime)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting tokio")?;
-    tokio.block_on(serve(config, policy))?;
+    tokio.block_on(serve(source, config, runtime, policies))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Validates a config, loads and inits its policy, and reports.
+/// Validates a config, loads and inits its policy (and shadow), and reports.
 pub fn check(config: Option<PathBuf>, policy: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let config = load_config(config.as_deref(), policy)?;
-    load_policy(&config)?;
+    load_policies(&config, &policy_runtime()?)?;
     println!("configuration ok");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the config comes from, kept to read it again on reload.
+#[derive(Debug, Clone)]
+struct ConfigSource {
+    path: Option<PathBuf>,
+    policy: Option<PathBuf>,
+}
+
+impl ConfigSource {
+    fn load(&self) -> anyhow::Result<Config> {
+        load_config(self.path.as_deref(), self.policy.clone())
+    }
+}
+
+/// The live policy and the optional shadow, loaded and initialised.
+struct Policies {
+    live: Policy,
+    shadow: Option<Policy>,
 }
 
 /// The config file, or the embedded profile with the default policy.
@@ -81,24 +113,38 @@ fn default_policy() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// Compiles (or loads from cache) and inits the policy.
-fn load_policy(config: &Config) -> anyhow::Result<Policy> {
-    let runtime = Runtime::new(RuntimeOptions {
+/// The wasm runtime, shared by every policy loaded in this process.
+fn policy_runtime() -> anyhow::Result<Runtime> {
+    Ok(Runtime::new(RuntimeOptions {
         cache_dir: RuntimeOptions::default_cache_dir(),
         ..RuntimeOptions::default()
-    })?;
+    })?)
+}
+
+/// Compiles (or loads from cache) and inits the policy and the shadow.
+fn load_policies(config: &Config, runtime: &Runtime) -> anyhow::Result<Policies> {
     let settings = &config.policy;
-    Ok(Policy::load(
-        &runtime,
+    let live = Policy::load(
+        runtime,
         &settings.path,
         settings.config.clone(),
         settings.limits,
-    )?)
+    )?;
+    let shadow = match &config.shadow {
+        None => None,
+        Some(s) => Some(
+            Policy::load(runtime, &s.path, s.config.clone(), s.limits).context("shadow policy")?,
+        ),
+    };
+    Ok(Policies { live, shadow })
 }
+
+/// A certificate for one name.
+type CertEntry = (String, Arc<CertifiedKey>);
 
 /// Certificates from files, then the local CA's leaf (files win on a shared
 /// name).
-fn cert_store(config: &Config) -> anyhow::Result<(Arc<CertStore>, Option<LocalCa>)> {
+fn cert_entries(config: &Config) -> anyhow::Result<(Vec<CertEntry>, Option<LocalCa>)> {
     let mut entries = Vec::new();
     for loaded in &config.tls.certificates {
         entries.extend(
@@ -120,24 +166,53 @@ fn cert_store(config: &Config) -> anyhow::Result<(Arc<CertStore>, Option<LocalCa
         );
         local = Some(ca);
     }
-    let store = Arc::new(CertStore::new());
-    store.replace(entries);
-    Ok((store, local))
+    Ok((entries, local))
 }
 
-async fn serve(config: Arc<Config>, policy: Policy) -> anyhow::Result<()> {
-    let (store, local_ca) = cert_store(&config)?;
+async fn serve(
+    source: ConfigSource,
+    config: Arc<Config>,
+    runtime: Runtime,
+    policies: Policies,
+) -> anyhow::Result<()> {
+    let (entries, local_ca) = cert_entries(&config)?;
+    let store = Arc::new(CertStore::new());
+    store.replace(entries);
     let names = store.names();
-    let policy_name = policy.name().to_owned();
-    let edge = Edge::bind(
+    let policy_name = policies.live.name().to_owned();
+    let shadow_name = policies.shadow.as_ref().map(|p| p.name().to_owned());
+    let edge = Edge::bind_with_shadow(
         config.clone(),
-        Arc::new(policy),
-        store as Arc<dyn CertSource>,
+        Arc::new(policies.live),
+        policies.shadow.map(|p| Arc::new(p) as Arc<dyn Decide>),
+        store.clone() as Arc<dyn CertSource>,
     )?;
+    let metrics = edge.metrics();
+    metrics.loaded(unix_now());
+    let health = Arc::new(Health::default());
+    let (stop_admin, admin_stopped) = watch::channel(false);
+    let admin_addr = match config.admin_listen {
+        None => None,
+        Some(addr) => {
+            let listener = crate::proxy::bind_listener(addr)
+                .with_context(|| format!("cannot listen on {addr} (admin_listen)"))?;
+            let local = listener.local_addr()?;
+            let state = Arc::new(AdminState {
+                health: health.clone(),
+                metrics: metrics.clone(),
+                certs: store.clone(),
+                start_time: unix_now(),
+            });
+            tokio::spawn(admin::serve(listener, state, admin_stopped));
+            Some(local)
+        }
+    };
     let addrs = edge.local_addrs();
     info!(
         listen = ?addrs,
+        admin = ?admin_addr,
         policy = %policy_name,
+        shadow = %shadow_name.as_deref().unwrap_or("-"),
         certificates = ?names,
         "edge started"
     );
@@ -149,24 +224,134 @@ async fn serve(config: Arc<Config>, policy: Policy) -> anyhow::Result<()> {
             ca.cert_path().display()
         );
     }
-    edge.run(shutdown_signal()).await;
-    info!("edge stopped");
+    health.set_ready();
+    let reload = Reload {
+        source,
+        started: config,
+        runtime,
+        reloader: edge.reloader(),
+        store,
+        metrics,
+    };
+    let drained = edge.run(signals(reload, health)).await;
+    let _ = stop_admin.send(true);
+    info!(closed_at_drain_timeout = drained.closed, "edge stopped");
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(error) => {
-            tracing::warn!(error = %error, "cannot watch SIGTERM; Ctrl-C only");
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What a reload needs.
+struct Reload {
+    source: ConfigSource,
+    /// The config at start: listeners and limits that a reload cannot move.
+    started: Arc<Config>,
+    runtime: Runtime,
+    reloader: Reloader,
+    store: Arc<CertStore>,
+    metrics: Arc<Metrics>,
+}
+
+impl Reload {
+    /// Reads the config and policies again and swaps them in; on any error
+    /// the running ones stay.
+    async fn run(&self) {
+        info!("reloading");
+        let source = self.source.clone();
+        let runtime = self.runtime.clone();
+        // Reading files, compiling and `init` happen on the blocking pool,
+        // away from the threads that serve connections.
+        let loaded = tokio::task::spawn_blocking(move || {
+            let config = source.load()?;
+            let policies = load_policies(&config, &runtime)?;
+            let (entries, _) = cert_entries(&config)?;
+            anyhow::Ok((config, policies, entries))
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
+        let result =
+            loaded.and_then(|(config, policies, entries)| self.swap(config, policies, entries));
+        match result {
+            Ok(()) => self.metrics.reload(true, unix_now()),
+            Err(e) => {
+                self.metrics.reload(false, unix_now());
+                error!(error = %format!("{e:#}"), "reload failed; the running config and policy stay");
+            }
+        }
+    }
+
+    fn swap(
+        &self,
+        config: Config,
+        policies: Policies,
+        entries: Vec<CertEntry>,
+    ) -> anyhow::Result<()> {
+        self.warn_fixed(&config);
+        let policy = policies.live.name().to_owned();
+        let shadow = policies.shadow.as_ref().map(|p| p.name().to_owned());
+        self.reloader.swap(
+            Arc::new(config),
+            Arc::new(policies.live),
+            policies.shadow.map(|p| Arc::new(p) as Arc<dyn Decide>),
+            self.store.clone() as Arc<dyn CertSource>,
+        )?;
+        // New certificates for every generation: a name keeps one
+        // certificate, the newest.
+        self.store.replace(entries);
+        info!(
+            policy = %policy,
+            shadow = %shadow.as_deref().unwrap_or("-"),
+            certificates = ?self.store.names(),
+            "reloaded"
+        );
+        Ok(())
+    }
+
+    /// Logs the changes a reload does not apply.
+    fn warn_fixed(&self, next: &Config) {
+        let started = &self.started;
+        if next.listen != started.listen || next.admin_listen != started.admin_listen {
+            warn!(
+                "listen and admin_listen changes take effect at restart; keeping the bound addresses"
+            );
+        }
+        if next.limits.max_concurrent_conns != started.limits.max_concurrent_conns {
+            warn!("limits.max_concurrent_conns changes take effect at restart");
+        }
+        if next.log.level != started.log.level || next.log.format != started.log.format {
+            warn!("log settings change at restart");
+        }
+    }
+}
+
+/// Reloads on SIGHUP until SIGTERM or Ctrl-C; then marks the edge not
+/// ready and returns, which starts the drain.
+async fn signals(reload: Reload, health: Arc<Health>) {
+    let (mut hup, mut term) = match (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(hup), Ok(term)) => (hup, term),
+        (Err(error), _) | (_, Err(error)) => {
+            warn!(error = %error, "cannot watch SIGHUP/SIGTERM; Ctrl-C only, no reload");
             let _ = tokio::signal::ctrl_c().await;
+            health.set_draining();
             return;
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload.run().await,
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
     }
+    health.set_draining();
     info!("shutting down");
 }

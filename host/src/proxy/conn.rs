@@ -4,7 +4,8 @@
 //! turned into what the client sees by `ConnError::alert` (`error.rs`).
 //!
 //! Neighbours: `proxy/listener.rs` spawns [`handle`]; the three routes are
-//! `proxy/passthrough.rs`, `proxy/terminate.rs` and `proxy/reject.rs`.
+//! `proxy/passthrough.rs`, `proxy/terminate.rs` and `proxy/reject.rs`; the
+//! shadow policy is handed the hello in `proxy/shadow.rs`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use hearth_edge_hello::{ClientHello, Reader};
 use hearth_edge_policy::{self as policy, Decision, PolicyError, ProxyProtocol, Rejection, Route};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, info_span, warn};
 
@@ -56,14 +57,16 @@ enum Mode {
     Terminate,
 }
 
-/// Handles one accepted connection until it is closed. Never panics on
-/// peer input; holds `permit` (the concurrency limit) to the end.
+/// Handles one accepted connection until it is closed, or until `closing`
+/// turns true (the shutdown drain ran out). Never panics on peer input;
+/// holds `permit` (the concurrency limit) to the end.
 pub async fn handle(
     shared: Arc<Shared>,
     mut client: TcpStream,
     source: SocketAddr,
     local: SocketAddr,
     permit: OwnedSemaphorePermit,
+    mut closing: watch::Receiver<bool>,
 ) {
     let _permit = permit;
     let _active = track_active(&shared.metrics);
@@ -75,11 +78,19 @@ pub async fn handle(
         up: 0,
         down: 0,
     };
-    let outcome = match serve(&shared, &mut client, local, &mut record).await {
-        Ok(outcome) => outcome,
-        Err(error) => {
+    let served = tokio::select! {
+        served = serve(&shared, &mut client, local, &mut record) => Some(served),
+        _ = closing.wait_for(|c| *c) => None,
+    };
+    let outcome = match served {
+        Some(Ok(outcome)) => outcome,
+        Some(Err(error)) => {
             report(&shared, &record, &error);
             reject::send(&mut client, error.alert()).await;
+            Outcome::Error
+        }
+        None => {
+            info!(source = %source, sni = %record.sni.as_deref().unwrap_or("-"), "closed at the end of the shutdown drain");
             Outcome::Error
         }
     };
@@ -111,6 +122,7 @@ async fn serve(
     )
     .await?;
     record.sni = hello.server_name.clone();
+    shared.metrics.hello_size(u64::from(hello.hello_bytes));
     let hello = policy_hello(hello, record.source, local);
     debug!(
         source = %record.source,
@@ -122,8 +134,18 @@ async fn serve(
         "ClientHello parsed"
     );
     match decide(shared, &hello, record)? {
-        Action::Reject(rejection) => Ok(refuse(shared, client, record, rejection).await),
-        Action::Relay(target) => relay(shared, client, local, replay, record, target).await,
+        Action::Reject(rejection) => {
+            shared.metrics.decision("reject", "");
+            Ok(refuse(shared, client, record, rejection).await)
+        }
+        Action::Relay(target) => {
+            let action = match target.mode {
+                Mode::Passthrough => "passthrough",
+                Mode::Terminate => "terminate",
+            };
+            shared.metrics.decision(action, &target.backend.name);
+            relay(shared, client, local, replay, record, target).await
+        }
     }
 }
 
@@ -169,7 +191,11 @@ async fn relay(
         ),
         Mode::Passthrough => None,
     };
+    let dial_start = Instant::now();
     let upstream = dial(backend, limits.backend_dial_timeout).await?;
+    shared
+        .metrics
+        .dial_latency(&backend.name, dial_start.elapsed());
     let header = target
         .proxy_v2
         .then(|| proxy_protocol::header_v2(record.source, local));
@@ -256,8 +282,13 @@ fn decide<'a>(
 ) -> Result<Action<'a>, ConnError> {
     let config = &shared.config;
     // Lines the policy logs (`host.log`) carry the connection they are about.
+    let started = Instant::now();
     let decision =
         info_span!("decide", source = %record.source).in_scope(|| shared.policy.decide(hello));
+    shared.metrics.decision_latency(started.elapsed());
+    if let Some(shadow) = &shared.shadow {
+        shadow.compare(hello, &decision, &shared.metrics);
+    }
     let error = match decision.and_then(|d| resolve(config, d)) {
         Ok(action) => return Ok(action),
         Err(error) => error,
@@ -333,6 +364,9 @@ async fn dial(backend: &Backend, timeout: Duration) -> Result<TcpStream, ConnErr
 fn finish_relay(shared: &Shared, record: &mut Record, relayed: Relayed) {
     record.up = relayed.up;
     record.down = relayed.down;
+    if let Some(backend) = &record.backend {
+        shared.metrics.relayed(backend, relayed.up, relayed.down);
+    }
     match relayed.end {
         RelayEnd::Closed => {}
         RelayEnd::Idle => {
@@ -371,9 +405,7 @@ fn report(shared: &Shared, record: &Record, error: &ConnError) {
         // Logged and counted where `on_error` was applied.
         ConnError::Policy(_) => {}
         ConnError::Dial { .. } | ConnError::DialTimeout { .. } => {
-            metrics
-                .dial_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics.dial_failure(backend);
             warn!(source = %source, sni = %sni, backend = %backend, error = %error, "backend dial failed");
         }
         ConnError::BackendIo(_) => {

@@ -14,7 +14,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::{Shared, conn};
+use super::{Live, conn, current};
 
 /// Pending connections the kernel queues before `accept`: bursts of new
 /// TLS connections are common at :443.
@@ -74,14 +74,15 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Accepts until `shutdown` turns true; connections over the limit are
-/// closed at once.
+/// closed at once. Each connection gets the generation current at its
+/// accept, and `closing`, which turns true when the drain runs out.
 pub async fn accept_loop(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    live: Arc<Live>,
     limiter: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
+    closing: watch::Receiver<bool>,
 ) {
-    let metrics = &shared.metrics;
     let mut limit_log = Throttle::new(LIMIT_LOG_INTERVAL);
     loop {
         let accepted = tokio::select! {
@@ -96,6 +97,8 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        let shared = current(&live);
+        let metrics = &shared.metrics;
         metrics.accepted.fetch_add(1, Ordering::Relaxed);
         let Ok(permit) = limiter.clone().try_acquire_owned() else {
             metrics.limit_rejected.fetch_add(1, Ordering::Relaxed);
@@ -114,7 +117,14 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(conn::handle(shared.clone(), stream, source, local, permit));
+        tokio::spawn(conn::handle(
+            shared,
+            stream,
+            source,
+            local,
+            permit,
+            closing.clone(),
+        ));
     }
 }
 

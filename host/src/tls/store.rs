@@ -83,6 +83,21 @@ impl CertStore {
         names
     }
 
+    /// `(name, notAfter as Unix seconds)` of the leaf served for each name,
+    /// sorted by name; names whose certificate cannot be read are left out.
+    pub fn expiries(&self) -> Vec<(String, i64)> {
+        let mut out: Vec<(String, i64)> = self
+            .snapshot()
+            .iter()
+            .filter_map(|(name, key)| {
+                let leaf = key.cert.first()?;
+                Some((name.clone(), super::expiry::not_after(leaf)?))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     fn snapshot(&self) -> Arc<HashMap<String, Arc<CertifiedKey>>> {
         match self.by_name.read() {
             Ok(guard) => guard.clone(),

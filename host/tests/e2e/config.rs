@@ -25,7 +25,7 @@ fn check_accepts_a_good_config() {
         &path,
         EdgeBuilder::hearth()
             .limit("client_hello_timeout", "2s")
-            .config_yaml(dead_addr()),
+            .config_yaml(dead_addr(), None),
     )
     .unwrap();
     let out = check(&path);
@@ -58,7 +58,7 @@ fn check_names_file_line_and_field_of_a_bad_config() {
     let dir = TempDir::new("check-bad");
     let good = EdgeBuilder::hearth()
         .limit("client_hello_timeout", "2s")
-        .config_yaml(dead_addr());
+        .config_yaml(dead_addr(), None);
     let cases = [
         // (line prefix to replace, replacement, field named in the error)
         (
@@ -107,7 +107,7 @@ fn check_fails_on_a_missing_policy_file() {
     let dir = TempDir::new("check-policy");
     let path = dir.join("edge.yaml");
     let yaml = EdgeBuilder::hearth()
-        .config_yaml(dead_addr())
+        .config_yaml(dead_addr(), None)
         .replace("hearth.wasm", "missing.wasm");
     std::fs::write(&path, yaml).unwrap();
     let out = check(&path);

@@ -18,6 +18,8 @@
 //!   the connection limit.
 //! - `config`: `check --config` on good and bad configs.
 //! - `browser`: headless Chromium (a post-quantum ClientHello) through the edge.
+//! - `ops`: admin endpoints and metrics (checked by `promtool`), reload under
+//!   load, refused reloads, the shadow policy, the shutdown drain.
 //!
 //! Run: `cargo test --release -p hearth-wasm-edge --test e2e`.
 
@@ -26,6 +28,7 @@ mod support;
 mod browser;
 mod config;
 mod limits;
+mod ops;
 mod passthrough;
 mod peers;
 mod reject;

@@ -18,12 +18,15 @@ pub const EDGE_BIN: &str = env!("CARGO_BIN_EXE_hearth-wasm-edge");
 const HEARTH_BACKENDS: [&str; 3] = ["turn", "livekit", "pocketbase"];
 
 /// How an edge is configured; `start` runs it.
+#[derive(Clone)]
 pub struct EdgeBuilder {
     policy: PathBuf,
     policy_config: BTreeMap<String, String>,
     backends: BTreeMap<String, String>,
     limits: BTreeMap<String, String>,
     log_level: &'static str,
+    admin: bool,
+    extra_yaml: String,
 }
 
 /// A running edge; killed on drop.
@@ -32,6 +35,8 @@ pub struct Edge {
     pub peer: Peer,
     /// Its listener.
     pub addr: SocketAddr,
+    /// Its admin listener, when the builder asked for one.
+    pub admin_addr: Option<SocketAddr>,
     /// The config file it was started with.
     pub config_path: PathBuf,
     _dir: TempDir,
@@ -49,6 +54,8 @@ impl EdgeBuilder {
             backends: BTreeMap::new(),
             limits: BTreeMap::new(),
             log_level: "info",
+            admin: false,
+            extra_yaml: String::new(),
         };
         for name in HEARTH_BACKENDS {
             builder = builder.backend(name, dead_addr());
@@ -85,13 +92,32 @@ impl EdgeBuilder {
         self
     }
 
-    /// The config YAML for an edge listening on `listen`.
-    pub fn config_yaml(&self, listen: SocketAddr) -> String {
+    /// Serves the admin endpoints on a free loopback port.
+    pub fn admin(mut self) -> EdgeBuilder {
+        self.admin = true;
+        self
+    }
+
+    /// Replaces the policy component.
+    pub fn policy(mut self, path: PathBuf) -> EdgeBuilder {
+        self.policy = path;
+        self
+    }
+
+    /// Appends top-level YAML (e.g. a `shadow:` section) to the config.
+    pub fn yaml(mut self, text: &str) -> EdgeBuilder {
+        self.extra_yaml += text;
+        self
+    }
+
+    /// The config YAML for an edge listening on `listen` (and `admin`).
+    pub fn config_yaml(&self, listen: SocketAddr, admin: Option<SocketAddr>) -> String {
         let quote = |p: &Path| format!("\"{}\"", p.display());
-        let mut yaml = format!(
-            "listen: \"{listen}\"\npolicy:\n  path: {}\n  config:\n",
-            quote(&self.policy)
-        );
+        let mut yaml = format!("listen: \"{listen}\"\n");
+        if let Some(admin) = admin {
+            yaml += &format!("admin_listen: \"{admin}\"\n");
+        }
+        yaml += &format!("policy:\n  path: {}\n  config:\n", quote(&self.policy));
         for (key, value) in &self.policy_config {
             yaml += &format!("    {key}: \"{value}\"\n");
         }
@@ -111,6 +137,7 @@ impl EdgeBuilder {
             quote(&cert_path("edge.key")),
             self.log_level,
         );
+        yaml += &self.extra_yaml;
         yaml
     }
 
@@ -121,23 +148,31 @@ impl EdgeBuilder {
         let mut last_error = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let admin = self
+                .admin
+                .then(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
             let config_path = dir.join("edge.yaml");
-            std::fs::write(&config_path, self.config_yaml(addr)).expect("write edge config");
+            std::fs::write(&config_path, self.config_yaml(addr, admin)).expect("write edge config");
             let mut command = Command::new(EDGE_BIN);
             command.arg("--config").arg(&config_path);
             command.env("NO_COLOR", "1").env_remove("RUST_LOG");
             let mut peer = Peer::spawn("edge", command);
-            match peer.wait_listening(addr.port()) {
+            let listening = peer.wait_listening(addr.port()).and_then(|()| match admin {
+                Some(admin) => peer.wait_listening(admin.port()),
+                None => Ok(()),
+            });
+            match listening {
                 Ok(()) => {
                     return Edge {
                         peer,
                         addr,
+                        admin_addr: admin,
                         config_path,
                         _dir: dir,
                     };
                 }
                 Err(error) if error.to_lowercase().contains("in use") => last_error = error,
-                Err(error) => panic!("{error}\n--- config:\n{}", self.config_yaml(addr)),
+                Err(error) => panic!("{error}\n--- config:\n{}", self.config_yaml(addr, admin)),
             }
         }
         panic!("edge did not start: {last_error}");
@@ -147,6 +182,56 @@ impl EdgeBuilder {
 // === impl Edge ===
 
 impl Edge {
+    /// Rewrites the config file from `builder`, keeping this edge's
+    /// addresses (for reload tests).
+    pub fn rewrite_config(&self, builder: &EdgeBuilder) {
+        let yaml = builder.config_yaml(self.addr, self.admin_addr);
+        self.write_config(&yaml);
+    }
+
+    /// Replaces the config file with `yaml` as is.
+    pub fn write_config(&self, yaml: &str) {
+        // Write then rename, as an operator's tooling would: the edge never
+        // reads half a file.
+        let tmp = self.config_path.with_extension("yaml.tmp");
+        std::fs::write(&tmp, yaml).expect("write config");
+        std::fs::rename(&tmp, &self.config_path).expect("rename config");
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`, `INT`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.peer.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// `GET http://<admin><path>` with curl: the status code and the body.
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let admin = self.admin_addr.expect("edge started with .admin()");
+        let mut command = Command::new("curl");
+        command.args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"]);
+        command.arg(format!("http://{admin}{path}"));
+        let out = super::process::run_tool(command, b"", Duration::from_secs(15));
+        assert!(out.status.success(), "curl {path}: {}", out.stderr);
+        let (body, code) = out
+            .stdout
+            .rsplit_once('\n')
+            .expect("curl wrote the status code");
+        (code.parse().expect("status code"), body.to_owned())
+    }
+
+    /// The value of the sample `name` (with its labels, exactly as
+    /// rendered, e.g. `hearth_edge_rejects_total{reason="x"}`) in a fresh
+    /// scrape of `/metrics`; `None` when absent.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (status, body) = self.admin_get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        metric_value(&body, name)
+    }
+
     /// The edge's log lines.
     pub fn logs(&self) -> &Logs {
         &self.peer.logs
@@ -162,4 +247,12 @@ impl Edge {
             )
         })
     }
+}
+
+/// The value of sample `name` (labels included) in a metrics text.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
 }
