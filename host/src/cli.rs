@@ -2,9 +2,12 @@
 //!
 //! - [`run`] and [`check`]: serve traffic / validate a config (`cli/serve.rs`).
 //! - [`test`] and [`explain`]: the policy harness (`cli/policy_cmds.rs`).
+//! - [`probe`]: a health check against the admin listener (`cli/probe.rs`).
 
 mod policy_cmds;
+mod probe;
 mod serve;
 
 pub use policy_cmds::{ExplainArgs, explain, test};
+pub use probe::{DEFAULT_ADMIN, probe};
 pub use serve::{check, run};

@@ -47,6 +47,8 @@ pub struct Config {
     pub tls: TlsSettings,
     /// Logging.
     pub log: LogSettings,
+    /// How often changed files trigger a reload, if at all.
+    pub reload_watch_interval: Option<Duration>,
 }
 
 /// `policy`.
@@ -450,6 +452,7 @@ mod tests {
             [("domain".to_owned(), "hearth.example".to_owned())]
         );
         assert_eq!(config.limits.drain_timeout, Duration::from_secs(25));
+        assert_eq!(config.reload_watch_interval, Some(Duration::from_secs(5)));
     }
 
     #[test]
@@ -468,6 +471,7 @@ mod tests {
         assert_eq!(config.log.level, tracing::Level::INFO);
         assert_eq!(config.admin_listen, None);
         assert!(config.shadow.is_none());
+        assert_eq!(config.reload_watch_interval, None);
         assert_eq!(config.limits.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
         assert_eq!(
             config.policy.limits.init_timeout,

@@ -49,6 +49,16 @@ enum Action {
     },
     /// Print the decision a policy makes for a ClientHello, and why.
     Explain(cli::ExplainArgs),
+    /// Ask a running edge's admin listener for PATH; exit 0 on 200 (for
+    /// container health checks).
+    Probe {
+        /// The admin listener.
+        #[arg(long, value_name = "ADDR", default_value = cli::DEFAULT_ADMIN)]
+        admin: std::net::SocketAddr,
+        /// `/readyz`, `/healthz` or `/metrics`.
+        #[arg(value_name = "PATH", default_value = "/readyz")]
+        path: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +68,7 @@ fn main() -> ExitCode {
         Some(Action::Check(args)) => cli::check(args.config, args.policy),
         Some(Action::Test { policy, cases }) => cli::test(&policy, &cases),
         Some(Action::Explain(args)) => cli::explain(args),
+        Some(Action::Probe { admin, path }) => cli::probe(admin, &path),
     };
     match result {
         Ok(code) => code,

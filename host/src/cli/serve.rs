@@ -7,9 +7,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use hearth_edge_policy::{Policy, Runtime, RuntimeOptions};
@@ -225,6 +225,7 @@ async fn serve(
         );
     }
     health.set_ready();
+    let watched = Mutex::new(fingerprint(&watched_files(&source, &config)));
     let reload = Reload {
         source,
         started: config,
@@ -232,6 +233,7 @@ async fn serve(
         reloader: edge.reloader(),
         store,
         metrics,
+        watched,
     };
     let drained = edge.run(signals(reload, health)).await;
     let _ = stop_admin.send(true);
@@ -255,9 +257,50 @@ struct Reload {
     reloader: Reloader,
     store: Arc<CertStore>,
     metrics: Arc<Metrics>,
+    /// The watched files as of the last load or reload attempt.
+    watched: Mutex<Vec<FileStamp>>,
+}
+
+/// What identifies a file's version without reading it: device, inode,
+/// size and modification time (a Kubernetes secret or config map update
+/// swaps a symlink, which changes the inode the path resolves to).
+type FileStamp = Option<(u64, u64, u64, i64, i64)>;
+
+/// The files whose change triggers a reload when `reload.watch_interval`
+/// is set: the config file, the policy and shadow, the certificates.
+fn watched_files(source: &ConfigSource, config: &Config) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = source.path.iter().cloned().collect();
+    files.push(config.policy.path.clone());
+    files.extend(config.shadow.iter().map(|s| s.path.clone()));
+    files.extend(config.tls.certificates.iter().map(|c| c.cert_path.clone()));
+    files
+}
+
+fn fingerprint(files: &[PathBuf]) -> Vec<FileStamp> {
+    use std::os::unix::fs::MetadataExt as _;
+    files
+        .iter()
+        .map(|f| {
+            let m = std::fs::metadata(f).ok()?;
+            Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+        })
+        .collect()
 }
 
 impl Reload {
+    /// Whether a watched file changed since the last reload attempt.
+    fn files_changed(&self) -> bool {
+        let now = fingerprint(&watched_files(&self.source, &self.reloader.config()));
+        *lock(&self.watched) != now
+    }
+
+    /// Remembers the watched files as they are now, so a failed reload is
+    /// retried on the next change, not on every tick.
+    fn remember_files(&self) {
+        let now = fingerprint(&watched_files(&self.source, &self.reloader.config()));
+        *lock(&self.watched) = now;
+    }
+
     /// Reads the config and policies again and swaps them in; on any error
     /// the running ones stay.
     async fn run(&self) {
@@ -277,6 +320,7 @@ impl Reload {
         .and_then(|r| r);
         let result =
             loaded.and_then(|(config, policies, entries)| self.swap(config, policies, entries));
+        self.remember_files();
         match result {
             Ok(()) => self.metrics.reload(true, unix_now()),
             Err(e) => {
@@ -327,11 +371,23 @@ impl Reload {
         if next.log.level != started.log.level || next.log.format != started.log.format {
             warn!("log settings change at restart");
         }
+        if next.reload_watch_interval != started.reload_watch_interval {
+            warn!("reload.watch_interval changes take effect at restart");
+        }
     }
 }
 
-/// Reloads on SIGHUP until SIGTERM or Ctrl-C; then marks the edge not
-/// ready and returns, which starts the drain.
+/// The tick of the (disabled) watch timer when nothing is watched.
+const UNWATCHED_TICK: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Locks a mutex whose data stays valid if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reloads on SIGHUP (and on changed files, with `reload.watch_interval`)
+/// until SIGTERM or Ctrl-C; then marks the edge not ready and returns,
+/// which starts the drain.
 async fn signals(reload: Reload, health: Arc<Health>) {
     let (mut hup, mut term) = match (
         signal(SignalKind::hangup()),
@@ -345,9 +401,19 @@ async fn signals(reload: Reload, health: Arc<Health>) {
             return;
         }
     };
+    let watch = reload.started.reload_watch_interval;
+    let mut tick = tokio::time::interval(watch.unwrap_or(UNWATCHED_TICK));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
     loop {
         tokio::select! {
             _ = hup.recv() => reload.run().await,
+            _ = tick.tick(), if watch.is_some() => {
+                if reload.files_changed() {
+                    info!("watched files changed");
+                    reload.run().await;
+                }
+            }
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }

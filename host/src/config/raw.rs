@@ -37,6 +37,18 @@ pub struct RawConfig {
     /// `log`.
     #[serde(default)]
     pub log: RawLog,
+    /// `reload`.
+    #[serde(default)]
+    pub reload: RawReload,
+}
+
+/// `reload`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReload {
+    /// How often to look for changed config, policy and certificate files;
+    /// no watching when absent.
+    pub watch_interval: Option<ConfigDuration>,
 }
 
 /// `policy`.

@@ -63,6 +63,12 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
     let limits = limits(raw.limits)?;
     let tls = tls(raw.tls, cx)?;
     let log = log(&raw.log);
+    let reload_watch_interval = match raw.reload.watch_interval {
+        Some(ConfigDuration(d)) if d.is_zero() => {
+            return fail("reload.watch_interval", "must be more than 0");
+        }
+        other => other.map(|d| d.0),
+    };
     Ok(Config {
         listen,
         admin_listen,
@@ -72,6 +78,7 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
         backends,
         tls,
         log,
+        reload_watch_interval,
     })
 }
 

@@ -65,6 +65,14 @@ fn is_rejected(edge: SocketAddr, sni: &str) -> bool {
     answer.first() == Some(&21)
 }
 
+/// `hearth-wasm-edge probe --admin <admin> <path>` succeeded.
+fn probe(edge: &crate::support::edge::Edge, path: &str) -> bool {
+    let mut command = Command::new(crate::support::edge::EDGE_BIN);
+    command.arg("probe").arg("--admin");
+    command.arg(edge.admin_addr.unwrap().to_string()).arg(path);
+    run_tool(command, b"", STEP_TIMEOUT).status.success()
+}
+
 fn hearth_edge(backend: SocketAddr) -> EdgeBuilder {
     EdgeBuilder::hearth().backend("turn", backend).admin()
 }
@@ -78,6 +86,8 @@ fn admin_endpoints_answer_and_metrics_pass_promtool() {
     assert_eq!(edge.admin_get("/healthz"), (200, "ok\n".to_owned()));
     assert_eq!(edge.admin_get("/readyz"), (200, "ready\n".to_owned()));
     assert_eq!(edge.admin_get("/nope").0, 404);
+    assert!(probe(&edge, "/readyz"), "probe exits 0 when ready");
+    assert!(!probe(&edge, "/nope"), "probe exits 1 on anything but 200");
 
     // One passthrough with a known payload, one rejection, one dead backend.
     let payload = b"twelve bytes";
@@ -296,6 +306,27 @@ fn reload_under_load_loses_nothing_and_new_connections_follow_the_new_config() {
 }
 
 #[test]
+fn a_changed_config_file_is_reloaded_without_a_signal_when_watched() {
+    let before = Recorder::start(Mode::Echo);
+    let after = Recorder::start(Mode::Echo);
+    let builder = hearth_edge(before.addr).yaml("reload: { watch_interval: 100ms }\n");
+    let edge = builder.clone().start();
+    echo_through(edge.addr, TURN_NAME, b"before").unwrap();
+    assert_eq!(edge.logs().count("reloaded"), 0, "nothing changed yet");
+
+    edge.rewrite_config(&builder.backend("turn", after.addr));
+    edge.expect_log(&["watched files changed"], STEP_TIMEOUT);
+    edge.expect_log(&["reloaded"], STEP_TIMEOUT);
+    echo_through(edge.addr, TURN_NAME, b"after").unwrap();
+    assert_eq!((before.accepts(), after.accepts()), (1, 1));
+    // One change, one reload.
+    assert_eq!(
+        edge.metric("hearth_edge_reloads_total{result=\"success\"}"),
+        Some(1.0)
+    );
+}
+
+#[test]
 fn a_bad_reload_is_refused_and_the_running_config_keeps_serving() {
     let backend = Recorder::start(Mode::Echo);
     let builder = hearth_edge(backend.addr);
@@ -388,6 +419,7 @@ fn sigterm_drains_established_connections_then_exits_zero() {
     })
     .expect("/readyz turns 503 while draining");
     assert_eq!(edge.admin_get("/healthz").0, 200);
+    assert!(!probe(&edge, "/readyz"), "probe fails while draining");
     poll_until(STEP_TIMEOUT, || {
         TcpStream::connect(edge.addr).is_err().then_some(())
     })
