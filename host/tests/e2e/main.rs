@@ -18,6 +18,8 @@
 //!   the connection limit.
 //! - `config`: `check --config` on good and bad configs.
 //! - `browser`: headless Chromium (a post-quantum ClientHello) through the edge.
+//! - `deploy`: the files under `deploy/` pass their real validators
+//!   (systemd-analyze, hadolint, docker-compose, kubernetes-validate).
 //! - `ops`: admin endpoints and metrics (checked by `promtool`), reload under
 //!   load, refused reloads, the shadow policy, the shutdown drain.
 //!
@@ -27,6 +29,7 @@ mod support;
 
 mod browser;
 mod config;
+mod deploy;
 mod limits;
 mod ops;
 mod passthrough;
