@@ -195,6 +195,17 @@ impl Edge {
     /// connections go on for up to `drain_timeout` of the current config,
     /// and those still open then are closed.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Drained {
+        self.run_until(shutdown, std::future::pending()).await
+    }
+
+    /// [`Edge::run`], with a drain that also ends early when `cut_drain`
+    /// completes (it is first polled once the drain starts: e.g. a second
+    /// SIGTERM).
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()>,
+        cut_drain: impl Future<Output = ()>,
+    ) -> Drained {
         let limiter = Arc::new(Semaphore::new(self.permits));
         let (stop, stopped) = watch::channel(false);
         let (close, closing) = watch::channel(false);
@@ -214,20 +225,32 @@ impl Edge {
 
         let drain_timeout = current(&self.live).config.limits.drain_timeout;
         let all = u32::try_from(self.permits).unwrap_or(u32::MAX);
+        // Poll `cut_drain` once before announcing the drain, so whatever it
+        // waits for is set up by the time anyone reads the announcement.
+        tokio::pin!(cut_drain);
+        let cut_already = tokio::select! {
+            biased;
+            () = &mut cut_drain => true,
+            () = std::future::ready(()) => false,
+        };
         let open = self.permits - limiter.available_permits();
         if open > 0 {
             info!(connections = open, timeout = ?drain_timeout, "draining");
         }
-        if tokio::time::timeout(drain_timeout, limiter.acquire_many(all))
-            .await
-            .is_ok()
-        {
-            return Drained { closed: 0 };
-        }
+        let why = tokio::select! {
+            () = std::future::ready(()), if cut_already => "drain cut short",
+            drained = tokio::time::timeout(drain_timeout, limiter.acquire_many(all)) => {
+                if drained.is_ok() {
+                    return Drained { closed: 0 };
+                }
+                "drain timeout reached"
+            }
+            () = &mut cut_drain, if !cut_already => "drain cut short",
+        };
         let open = self.permits - limiter.available_permits();
         warn!(
             connections = open,
-            "drain timeout reached; closing the remaining connections"
+            "{why}; closing the remaining connections"
         );
         let _ = close.send(true);
         let _ = tokio::time::timeout(CLOSE_GRACE, limiter.acquire_many(all)).await;

@@ -235,7 +235,9 @@ async fn serve(
         metrics,
         watched,
     };
-    let drained = edge.run(signals(reload, health)).await;
+    let drained = edge
+        .run_until(signals(reload, health), second_signal())
+        .await;
     let _ = stop_admin.send(true);
     info!(closed_at_drain_timeout = drained.closed, "edge stopped");
     Ok(())
@@ -374,6 +376,19 @@ impl Reload {
         if next.reload_watch_interval != started.reload_watch_interval {
             warn!("reload.watch_interval changes take effect at restart");
         }
+    }
+}
+
+/// SIGTERM or Ctrl-C again, during the drain: close what is left now.
+async fn second_signal() {
+    // Registered only now, so the signal that started the drain is not
+    // seen again here.
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }
 

@@ -456,3 +456,90 @@ fn the_drain_timeout_closes_what_is_left_and_exits_zero() {
         "connection closed: {read:?} {rest:?}"
     );
 }
+
+#[test]
+fn a_second_sigterm_cuts_the_drain_short() {
+    let backend = Recorder::start(Mode::Echo);
+    let mut edge = hearth_edge(backend.addr)
+        .limit("drain_timeout", "60s")
+        .start();
+    let mut open = echo_through(edge.addr, TURN_NAME, b"held open").unwrap();
+
+    edge.signal("TERM");
+    edge.expect_log(&["draining", "connections=1"], STEP_TIMEOUT);
+    echo_again(&mut open, b"still draining").unwrap();
+    edge.signal("TERM");
+    let status = poll_until(STEP_TIMEOUT, || edge.peer.exited()).expect("exits long before 60 s");
+    assert!(status.success(), "{status}\n{}", edge.logs().dump());
+    edge.expect_log(&["drain cut short"], STEP_TIMEOUT);
+    edge.expect_log(&["edge stopped", "closed_at_drain_timeout=1"], STEP_TIMEOUT);
+}
+
+#[test]
+fn json_logs_at_trace_level_carry_no_key_material() {
+    let backend = Recorder::start(Mode::Echo);
+    let edge = EdgeBuilder::hearth()
+        .backend("turn", backend.addr)
+        .backend("livekit", backend.addr)
+        .log_level("trace")
+        .json_logs()
+        .start();
+    // A terminated connection (the edge's key signs the handshake) and a
+    // passed-through one.
+    let mut tls = crate::support::tls::connect(edge.addr, crate::support::LK_NAME, &["http/1.1"])
+        .expect("TLS through the edge");
+    tls.write_all(b"ping").unwrap();
+    let mut back = [0u8; 4];
+    tls.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping");
+    drop(tls);
+    drop(echo_through(edge.addr, TURN_NAME, b"pong").unwrap());
+    edge.logs()
+        .wait_for_n(&["connection closed"], 2, STEP_TIMEOUT)
+        .unwrap_or_else(|| panic!("two close lines:\n{}", edge.logs().dump()));
+
+    let key_pem = std::fs::read_to_string(cert_path("edge.key")).unwrap();
+    let key_lines: Vec<&str> = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        .collect();
+    assert!(!key_lines.is_empty());
+    let lines = edge.logs().lines();
+    assert!(lines.len() > 5, "trace logs something: {lines:?}");
+    for line in &lines {
+        let object: serde_yaml::Value =
+            serde_yaml::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(
+            object["level"].is_string() && object["timestamp"].is_string(),
+            "{line}"
+        );
+        assert!(!line.contains("PRIVATE KEY"), "{line}");
+        for k in &key_lines {
+            assert!(!line.contains(k), "key material in a log line: {line}");
+        }
+    }
+}
+
+#[test]
+fn rust_log_overrides_the_configured_level() {
+    // Configured `info`; RUST_LOG keeps warnings only.
+    let edge = EdgeBuilder::hearth().env("RUST_LOG", "warn").start();
+    for n in 1..=2 {
+        let mut sock = TcpStream::connect(edge.addr).unwrap();
+        sock.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+        sock.write_all(&rustls_hello(TURN_NAME)).unwrap();
+        let _ = sock.read_to_end(&mut Vec::new());
+        edge.logs()
+            .wait_for_n(&["backend dial failed"], n, STEP_TIMEOUT)
+            .unwrap_or_else(|| panic!("warning {n} missing:\n{}", edge.logs().dump()));
+    }
+    // The first connection's info line would have come before the second
+    // warning.
+    assert_eq!(
+        edge.logs().count("connection closed"),
+        0,
+        "{}",
+        edge.logs().dump()
+    );
+    assert_eq!(edge.logs().count("edge started"), 0);
+}

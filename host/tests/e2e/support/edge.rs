@@ -27,6 +27,8 @@ pub struct EdgeBuilder {
     log_level: &'static str,
     admin: bool,
     extra_yaml: String,
+    log_format: &'static str,
+    env: Vec<(String, String)>,
 }
 
 /// A running edge; killed on drop.
@@ -56,6 +58,8 @@ impl EdgeBuilder {
             log_level: "info",
             admin: false,
             extra_yaml: String::new(),
+            log_format: "text",
+            env: Vec::new(),
         };
         for name in HEARTH_BACKENDS {
             builder = builder.backend(name, dead_addr());
@@ -89,6 +93,18 @@ impl EdgeBuilder {
     /// Sets a `policy.config` entry.
     pub fn policy_config(mut self, key: &str, value: &str) -> EdgeBuilder {
         self.policy_config.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Logs JSON lines instead of text.
+    pub fn json_logs(mut self) -> EdgeBuilder {
+        self.log_format = "json";
+        self
+    }
+
+    /// Sets an environment variable of the edge process (e.g. `RUST_LOG`).
+    pub fn env(mut self, key: &str, value: &str) -> EdgeBuilder {
+        self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -132,10 +148,11 @@ impl EdgeBuilder {
             yaml += &format!("  {name}: {value}\n");
         }
         yaml += &format!(
-            "tls:\n  certificates:\n    - {{ cert: {}, key: {} }}\nlog: {{ level: {}, format: text }}\n",
+            "tls:\n  certificates:\n    - {{ cert: {}, key: {} }}\nlog: {{ level: {}, format: {} }}\n",
             quote(&cert_path("edge.crt")),
             quote(&cert_path("edge.key")),
             self.log_level,
+            self.log_format,
         );
         yaml += &self.extra_yaml;
         yaml
@@ -156,6 +173,7 @@ impl EdgeBuilder {
             let mut command = Command::new(EDGE_BIN);
             command.arg("--config").arg(&config_path);
             command.env("NO_COLOR", "1").env_remove("RUST_LOG");
+            command.envs(self.env.iter().map(|(k, v)| (k, v)));
             let mut peer = Peer::spawn("edge", command);
             let listening = peer.wait_listening(addr.port()).and_then(|()| match admin {
                 Some(admin) => peer.wait_listening(admin.port()),
