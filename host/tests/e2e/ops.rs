@@ -404,13 +404,20 @@ fn shadow_disagreements_are_counted_and_logged_without_changing_outcomes() {
     );
 }
 
+/// An edge with `drain_timeout` and one passthrough stream open through it
+/// to an echo backend (returned too, to keep it running).
+fn edge_with_open_stream(drain_timeout: &str) -> (crate::support::edge::Edge, TcpStream, Recorder) {
+    let backend = Recorder::start(Mode::Echo);
+    let edge = hearth_edge(backend.addr)
+        .limit("drain_timeout", drain_timeout)
+        .start();
+    let open = echo_through(edge.addr, TURN_NAME, b"opened").unwrap();
+    (edge, open, backend)
+}
+
 #[test]
 fn sigterm_drains_established_connections_then_exits_zero() {
-    let backend = Recorder::start(Mode::Echo);
-    let mut edge = hearth_edge(backend.addr)
-        .limit("drain_timeout", "20s")
-        .start();
-    let mut open = echo_through(edge.addr, TURN_NAME, b"before").unwrap();
+    let (mut edge, mut open, _backend) = edge_with_open_stream("20s");
 
     edge.signal("TERM");
     // Not ready, no longer accepting, the established stream still works.
@@ -438,11 +445,7 @@ fn sigterm_drains_established_connections_then_exits_zero() {
 
 #[test]
 fn the_drain_timeout_closes_what_is_left_and_exits_zero() {
-    let backend = Recorder::start(Mode::Echo);
-    let mut edge = hearth_edge(backend.addr)
-        .limit("drain_timeout", "300ms")
-        .start();
-    let mut open = echo_through(edge.addr, TURN_NAME, b"idle").unwrap();
+    let (mut edge, mut open, _backend) = edge_with_open_stream("300ms");
 
     edge.signal("INT");
     let status = poll_until(STEP_TIMEOUT, || edge.peer.exited()).expect("exits after the drain");
@@ -459,11 +462,7 @@ fn the_drain_timeout_closes_what_is_left_and_exits_zero() {
 
 #[test]
 fn a_second_sigterm_cuts_the_drain_short() {
-    let backend = Recorder::start(Mode::Echo);
-    let mut edge = hearth_edge(backend.addr)
-        .limit("drain_timeout", "60s")
-        .start();
-    let mut open = echo_through(edge.addr, TURN_NAME, b"held open").unwrap();
+    let (mut edge, mut open, _backend) = edge_with_open_stream("60s");
 
     edge.signal("TERM");
     edge.expect_log(&["draining", "connections=1"], STEP_TIMEOUT);
