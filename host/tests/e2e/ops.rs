@@ -14,7 +14,7 @@ use crate::support::edge::{EdgeBuilder, metric_value};
 use crate::support::hello::rustls_hello;
 use crate::support::process::{require_binary, run_tool};
 use crate::support::recorder::{Mode, Recorder};
-use crate::support::{STEP_TIMEOUT, TURN_NAME, cert_path, poll_until};
+use crate::support::{LK_NAME, STEP_TIMEOUT, TURN_NAME, cert_path, poll_until};
 
 /// Client threads of the steady load during a reload.
 const LOAD_THREADS: usize = 4;
@@ -43,7 +43,7 @@ fn echo_through(edge: SocketAddr, sni: &str, payload: &[u8]) -> Result<TcpStream
 }
 
 /// Writes `payload` on an open connection and reads it back.
-fn echo_again(sock: &mut TcpStream, payload: &[u8]) -> Result<(), String> {
+fn echo_again(sock: &mut (impl Read + Write), payload: &[u8]) -> Result<(), String> {
     sock.write_all(payload).map_err(|e| format!("write: {e}"))?;
     let mut back = vec![0; payload.len()];
     sock.read_exact(&mut back)
@@ -73,8 +73,13 @@ fn probe(edge: &crate::support::edge::Edge, path: &str) -> bool {
     run_tool(command, b"", STEP_TIMEOUT).status.success()
 }
 
+/// The Hearth policy with `turn` (passthrough) and `livekit` (terminated)
+/// on `backend`, and the admin listener.
 fn hearth_edge(backend: SocketAddr) -> EdgeBuilder {
-    EdgeBuilder::hearth().backend("turn", backend).admin()
+    EdgeBuilder::hearth()
+        .backend("turn", backend)
+        .backend("livekit", backend)
+        .admin()
 }
 
 #[test]
@@ -215,8 +220,12 @@ fn reload_under_load_loses_nothing_and_new_connections_follow_the_new_config() {
     let alias = "cdn.hearth.test";
     assert!(is_rejected(edge.addr, alias), "no alias before the reload");
 
-    // A long-lived stream opened before the reload.
+    // Long-lived streams opened before the reload: one passed through, one
+    // terminated by the edge (its TLS session must survive the swap).
     let mut long = echo_through(edge.addr, TURN_NAME, b"opened before").unwrap();
+    let mut long_tls = crate::support::tls::connect(edge.addr, LK_NAME, &["http/1.1"])
+        .expect("TLS through the edge");
+    echo_again(&mut long_tls, b"terminated before").unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
@@ -279,8 +288,9 @@ fn reload_under_load_loses_nothing_and_new_connections_follow_the_new_config() {
         "connections after the reload went to the new backend"
     );
 
-    // The stream from before the reload still works, on the old backend.
+    // The streams from before the reload still work, on the old backend.
     echo_again(&mut long, b"still here after the reload").unwrap();
+    echo_again(&mut long_tls, b"terminated, still here").unwrap();
     assert!(
         String::from_utf8_lossy(&before.received(0)).contains("still here after the reload"),
         "the long-lived stream stays on the backend it was routed to"
@@ -485,7 +495,7 @@ fn json_logs_at_trace_level_carry_no_key_material() {
         .start();
     // A terminated connection (the edge's key signs the handshake) and a
     // passed-through one.
-    let mut tls = crate::support::tls::connect(edge.addr, crate::support::LK_NAME, &["http/1.1"])
+    let mut tls = crate::support::tls::connect(edge.addr, LK_NAME, &["http/1.1"])
         .expect("TLS through the edge");
     tls.write_all(b"ping").unwrap();
     let mut back = [0u8; 4];
