@@ -10,6 +10,7 @@
 //! through the same path. The format is described in the README.
 
 mod duration;
+mod http;
 mod locate;
 mod raw;
 mod validate;
@@ -21,6 +22,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use http::{
+    Balance, Cidr, Eject, ForwardAuth, HealthCheck, HttpRoute, PlainListener, PoolSettings,
+    RouteSet, UpstreamProtocol,
+};
 pub use raw::LogFormat;
 pub use values::BackendAddr;
 
@@ -43,6 +48,10 @@ pub struct Config {
     pub limits: ConnLimits,
     /// Backends by name.
     pub backends: BTreeMap<String, Backend>,
+    /// HTTP route sets by name (a terminate decision may name one).
+    pub http_routes: BTreeMap<String, RouteSet>,
+    /// Plain-HTTP listeners (no TLS) into a route set.
+    pub plain_listen: Vec<PlainListener>,
     /// Certificates for terminated connections.
     pub tls: TlsSettings,
     /// Logging.
@@ -107,8 +116,12 @@ pub struct ConnLimits {
 pub struct Backend {
     /// Its name in `backends:`.
     pub name: String,
-    /// Where it is dialled.
+    /// Where it is dialled: the first of `addrs`.
     pub addr: BackendAddr,
+    /// Every address of its pool (one for a plain `addr`).
+    pub addrs: Vec<BackendAddr>,
+    /// How the pool's members are picked, checked and ejected.
+    pub pool: PoolSettings,
     /// Send a PROXY v2 header unless the decision says otherwise.
     pub proxy_protocol_v2: bool,
     /// ALPN offered to clients when terminating for this backend.

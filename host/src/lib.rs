@@ -9,6 +9,8 @@
 //! - [`cli`]: the command-line actions (`run`, `check`, `test`, `explain`).
 //! - [`config`]: YAML → validated, immutable [`config::Config`].
 //! - [`proxy`]: the data path ([`proxy::Edge`]); start at `proxy/conn.rs`.
+//! - [`http`]: the HTTP mode behind termination (`http_routes`).
+//! - [`upstream`]: backend pools: balancing, health checks, ejection.
 //! - [`tls`]: certificates (files, local CA, the store) and rustls setup.
 //! - [`error`]: connection errors, each with its side and client response.
 //! - [`metrics`]: the counters, and their Prometheus text format.
@@ -21,7 +23,9 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod tls;
+pub mod upstream;

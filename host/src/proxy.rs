@@ -16,7 +16,7 @@
 //! `metrics.rs`, certificates in `tls.rs`.
 
 mod conn;
-mod copy;
+pub(crate) mod copy;
 mod listener;
 mod passthrough;
 pub mod proxy_protocol;
@@ -37,11 +37,14 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{info, warn};
 
 pub use copy::RELAY_BUFFER_BYTES;
+use listener::Serve;
 pub use listener::bind as bind_listener;
 
 use crate::config::Config;
+use crate::http::Http;
 use crate::metrics::Metrics;
 use crate::tls::{self, CertSource};
+use crate::upstream::Upstreams;
 
 /// Something that decides what happens to a connection: the wasm policy, or
 /// a plain function in tests.
@@ -83,6 +86,10 @@ pub(crate) struct Shared {
     /// TLS server config per backend name (they differ in ALPN).
     tls: HashMap<String, Arc<ServerConfig>>,
     metrics: Arc<Metrics>,
+    /// Every backend's pool (`upstream.rs`).
+    upstreams: Arc<Upstreams>,
+    /// The HTTP mode's state (`http.rs`).
+    http: Arc<Http>,
 }
 
 /// The current generation; accepts take a snapshot, reloads replace it.
@@ -120,7 +127,7 @@ pub enum StartError {
 
 /// Bound listeners, ready to run.
 pub struct Edge {
-    listeners: Vec<(TcpListener, SocketAddr)>,
+    listeners: Vec<(TcpListener, SocketAddr, Serve)>,
     live: Arc<Live>,
     metrics: Arc<Metrics>,
     /// Connections allowed at once: `max_concurrent_conns` at bind time.
@@ -152,13 +159,17 @@ impl Edge {
         let metrics = Arc::new(Metrics::default());
         let shared = Shared::new(config.clone(), policy, shadow, certs, metrics.clone())?;
         let mut listeners = Vec::new();
-        for &addr in &config.listen {
+        let plain = config
+            .plain_listen
+            .iter()
+            .map(|p| (p.addr, Serve::PlainHttp(p.routes.as_str().into())));
+        for (addr, serve) in config.listen.iter().map(|&a| (a, Serve::Tls)).chain(plain) {
             let listener =
                 listener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
             let local = listener
                 .local_addr()
                 .map_err(|source| StartError::Bind { addr, source })?;
-            listeners.push((listener, local));
+            listeners.push((listener, local, serve));
         }
         Ok(Edge {
             listeners,
@@ -180,9 +191,22 @@ impl Edge {
         }
     }
 
-    /// The bound addresses (with real ports when the config said `:0`).
+    /// The bound TLS addresses (with real ports when the config said `:0`).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().map(|(_, addr)| *addr).collect()
+        self.listeners
+            .iter()
+            .filter(|(_, _, serve)| matches!(serve, Serve::Tls))
+            .map(|(_, addr, _)| *addr)
+            .collect()
+    }
+
+    /// The bound plain-HTTP addresses (`plain_listen`).
+    pub fn plain_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter(|(_, _, serve)| matches!(serve, Serve::PlainHttp(_)))
+            .map(|(_, addr, _)| *addr)
+            .collect()
     }
 
     /// The counters, live.
@@ -210,13 +234,14 @@ impl Edge {
         let (stop, stopped) = watch::channel(false);
         let (close, closing) = watch::channel(false);
         let mut loops = tokio::task::JoinSet::new();
-        for (listener, _) in self.listeners {
+        for (listener, _, serve) in self.listeners {
             loops.spawn(listener::accept_loop(
                 listener,
                 self.live.clone(),
                 limiter.clone(),
                 stopped.clone(),
                 closing.clone(),
+                serve,
             ));
         }
         shutdown.await;
@@ -269,12 +294,17 @@ impl Shared {
         metrics: Arc<Metrics>,
     ) -> Result<Shared, StartError> {
         let tls = tls::server_configs(&config, certs)?;
+        let upstreams = Arc::new(Upstreams::new(&config));
+        upstreams.spawn_maintenance();
+        let http = Arc::new(Http::new(config.clone(), &upstreams));
         Ok(Shared {
             config,
             policy,
             shadow: shadow.map(shadow::Shadow::new),
             tls,
             metrics,
+            upstreams,
+            http,
         })
     }
 }

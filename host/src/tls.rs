@@ -30,21 +30,27 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// One rustls server config per backend: they differ only in the ALPN they
-/// offer, and share the certificate source.
+/// One rustls server config per backend and per HTTP route set: they differ
+/// only in the ALPN they offer, and share the certificate source.
 pub fn server_configs(
     config: &Config,
     source: Arc<dyn CertSource>,
 ) -> Result<HashMap<String, Arc<ServerConfig>>, rustls::Error> {
     let resolver = Arc::new(Resolver::new(source));
     let mut configs = HashMap::new();
-    for backend in config.backends.values() {
+    // Backends, and the HTTP mode's route sets (`http_routes`).
+    let targets = config
+        .backends
+        .values()
+        .map(|b| (&b.name, &b.alpn))
+        .chain(config.http_routes.values().map(|s| (&s.name, &s.alpn)));
+    for (name, alpn) in targets {
         let mut server = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
-        server.alpn_protocols = backend.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-        configs.insert(backend.name.clone(), Arc::new(server));
+        server.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        configs.insert(name.clone(), Arc::new(server));
     }
     Ok(configs)
 }

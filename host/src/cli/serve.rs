@@ -211,6 +211,7 @@ async fn serve(
     info!(
         listen = ?addrs,
         admin = ?admin_addr,
+        plain_listen = ?edge.plain_addrs(),
         policy = %policy_name,
         shadow = %shadow_name.as_deref().unwrap_or("-"),
         certificates = ?names,

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::duration::{ByteSize, ConfigDuration};
+use super::http::{
+    RawBalance, RawEject, RawHealthCheck, RawPlainListener, RawRouteSet, UpstreamProtocol,
+};
 use super::values::{Alpn, BackendAddr, BackendName, Hostname, ListenAddr, ListenList};
 
 /// The whole file.
@@ -31,6 +34,12 @@ pub struct RawConfig {
     /// `backends`, by name.
     #[serde(default)]
     pub backends: BTreeMap<BackendName, RawBackend>,
+    /// `http_routes`: named HTTP route sets (HTTP mode, `config/http.rs`).
+    #[serde(default)]
+    pub http_routes: BTreeMap<BackendName, RawRouteSet>,
+    /// `plain_listen`: plain-HTTP listeners into a route set.
+    #[serde(default)]
+    pub plain_listen: Vec<RawPlainListener>,
     /// `tls`.
     #[serde(default)]
     pub tls: RawTls,
@@ -116,8 +125,20 @@ pub struct RawLimits {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackend {
-    /// Where to dial.
-    pub addr: BackendAddr,
+    /// Where to dial (or `addrs`).
+    pub addr: Option<BackendAddr>,
+    /// A pool of addresses instead of `addr`.
+    pub addrs: Option<Vec<BackendAddr>>,
+    /// How a pool member is picked.
+    pub balance: Option<RawBalance>,
+    /// Active health checks of the members.
+    pub health_check: Option<RawHealthCheck>,
+    /// Passive ejection of failing members.
+    pub eject: Option<RawEject>,
+    /// How often host names are resolved again.
+    pub resolve_interval: Option<ConfigDuration>,
+    /// HTTP protocol spoken to it in HTTP mode.
+    pub protocol: Option<UpstreamProtocol>,
     /// Whether a PROXY header precedes the bytes by default.
     #[serde(default)]
     pub proxy_protocol: RawProxyProtocol,

@@ -13,6 +13,7 @@ use hearth_edge_policy::Limits as PolicyLimits;
 use hearth_edge_policy::harness::{ConfigError as PolicyConfigError, config_map};
 
 use super::duration::ConfigDuration;
+use super::http::{self, RawPoolFields};
 use super::raw::{
     RawBackend, RawConfig, RawLevel, RawLimits, RawLog, RawPolicy, RawPolicyLimits,
     RawProxyProtocol, RawShadow, RawTls,
@@ -58,6 +59,8 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
     let listen = listen(&raw.listen)?;
     let admin_listen = admin_listen(raw.admin_listen, &listen)?;
     let backends = backends(raw.backends)?;
+    let http_routes = http::route_sets(raw.http_routes, &backends)?;
+    let plain_listen = http::plain_listeners(raw.plain_listen, &http_routes, &listen)?;
     let policy = policy(raw.policy, &backends, cx)?;
     let shadow = raw.shadow.map(|s| shadow(s, cx)).transpose()?;
     let limits = limits(raw.limits)?;
@@ -76,6 +79,8 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
         shadow,
         limits,
         backends,
+        http_routes,
+        plain_listen,
         tls,
         log,
         reload_watch_interval,
@@ -129,9 +134,20 @@ fn backends(
             Some(list) => list.into_iter().map(|a| a.0).collect(),
             None => DEFAULT_ALPN.iter().map(|s| s.to_string()).collect(),
         };
+        let fields = RawPoolFields {
+            addrs: b.addrs,
+            balance: b.balance,
+            health_check: b.health_check,
+            eject: b.eject,
+            resolve_interval: b.resolve_interval,
+            protocol: b.protocol,
+        };
+        let (addrs, pool) = http::pool(&name, b.addr, fields)?;
         let backend = Backend {
             name: name.clone(),
-            addr: b.addr,
+            addr: addrs[0].clone(),
+            addrs,
+            pool,
             proxy_protocol_v2: b.proxy_protocol == RawProxyProtocol::V2,
             alpn,
         };

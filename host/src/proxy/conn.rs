@@ -21,8 +21,9 @@ use tracing::{debug, error, info, info_span, warn};
 
 use super::copy::{RelayEnd, Relayed};
 use super::{Shared, passthrough, proxy_protocol, reject, terminate};
-use crate::config::{Backend, OnError};
+use crate::config::{Backend, OnError, RouteSet};
 use crate::error::ConnError;
+use crate::http::{self, ConnInfo, Counting, Counts};
 use crate::metrics::{Outcome, track_active};
 
 /// Bytes read from the socket at a time while waiting for the hello: a
@@ -41,7 +42,17 @@ struct Record {
 /// What the policy (or `on_error`) chose, resolved against the config.
 enum Action<'a> {
     Relay(Target<'a>),
+    /// Terminate, then serve HTTP into this route set (`http.rs`).
+    Http(&'a RouteSet),
     Reject(Rejection),
+}
+
+/// How `serve` left the connection.
+enum Served<'a> {
+    /// Finished.
+    Done(Outcome),
+    /// Hand the socket to the HTTP mode, with the bytes already read.
+    Http(&'a RouteSet, Vec<u8>),
 }
 
 /// Where a relayed connection goes.
@@ -83,7 +94,26 @@ pub async fn handle(
         _ = closing.wait_for(|c| *c) => None,
     };
     let outcome = match served {
-        Some(Ok(outcome)) => outcome,
+        Some(Ok(Served::Done(outcome))) => outcome,
+        Some(Ok(Served::Http(set, replay))) => {
+            let set = set.name.clone();
+            let http = tokio::select! {
+                result = serve_http(&shared, client, replay, &set, &mut record) => Some(result),
+                _ = closing.wait_for(|c| *c) => None,
+            };
+            match http {
+                Some(Ok(outcome)) => outcome,
+                Some(Err(error)) => {
+                    // rustls has answered the client already.
+                    report(&shared, &record, &error);
+                    Outcome::Error
+                }
+                None => {
+                    info!(source = %source, sni = %record.sni.as_deref().unwrap_or("-"), "closed at the end of the shutdown drain");
+                    Outcome::Error
+                }
+            }
+        }
         Some(Err(error)) => {
             report(&shared, &record, &error);
             reject::send(&mut client, error.alert()).await;
@@ -107,13 +137,56 @@ pub async fn handle(
     );
 }
 
+/// Handles one connection of a `plain_listen` listener: plain HTTP into
+/// route set `set`, no TLS and no policy, until the client closes or
+/// `closing` turns true. One `connection closed` line.
+pub async fn handle_plain(
+    shared: Arc<Shared>,
+    client: TcpStream,
+    source: SocketAddr,
+    set: Arc<str>,
+    permit: OwnedSemaphorePermit,
+    mut closing: watch::Receiver<bool>,
+) {
+    let _permit = permit;
+    let _active = track_active(&shared.metrics);
+    let start = Instant::now();
+    let counts = Arc::new(Counts::default());
+    let conn = ConnInfo {
+        source,
+        proto: "http",
+        routes: set.to_string(),
+    };
+    let io = Counting::new(client, counts.clone());
+    tokio::select! {
+        result = http::serve(shared.http.clone(), io, false, conn) => {
+            if let Err(error) = result {
+                debug!(source = %source, error = %error, "http connection ended with an error");
+            }
+        }
+        _ = closing.wait_for(|c| *c) => {
+            info!(source = %source, "closed at the end of the shutdown drain");
+        }
+    }
+    info!(
+        source = %source,
+        sni = "-",
+        decision = "plain_http",
+        backend = %set,
+        bytes_up = counts.up.load(std::sync::atomic::Ordering::Relaxed),
+        bytes_down = counts.down.load(std::sync::atomic::Ordering::Relaxed),
+        duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "connection closed"
+    );
+}
+
 /// Hello → decision → route.
-async fn serve(
-    shared: &Shared,
+async fn serve<'a>(
+    shared: &'a Shared,
     client: &mut TcpStream,
     local: SocketAddr,
     record: &mut Record,
-) -> Result<Outcome, ConnError> {
+) -> Result<Served<'a>, ConnError> {
     let limits = &shared.config.limits;
     let (hello, replay) = read_hello(
         client,
@@ -136,7 +209,9 @@ async fn serve(
     match decide(shared, &hello, record)? {
         Action::Reject(rejection) => {
             shared.metrics.decision("reject", "");
-            Ok(refuse(shared, client, record, rejection).await)
+            Ok(Served::Done(
+                refuse(shared, client, record, rejection).await,
+            ))
         }
         Action::Relay(target) => {
             let action = match target.mode {
@@ -144,7 +219,13 @@ async fn serve(
                 Mode::Terminate => "terminate",
             };
             shared.metrics.decision(action, &target.backend.name);
-            relay(shared, client, local, replay, record, target).await
+            relay(shared, client, local, replay, record, target)
+                .await
+                .map(Served::Done)
+        }
+        Action::Http(set) => {
+            shared.metrics.decision("terminate", &set.name);
+            Ok(Served::Http(set, replay))
         }
     }
 }
@@ -191,8 +272,13 @@ async fn relay(
         ),
         Mode::Passthrough => None,
     };
+    let pool = shared
+        .upstreams
+        .get(&backend.name)
+        .ok_or_else(|| ConnError::NoTlsConfig(backend.name.clone()))?;
     let dial_start = Instant::now();
-    let upstream = dial(backend, limits.backend_dial_timeout).await?;
+    // Held for the connection's life: least-connections counts it.
+    let (upstream, _lease) = pool.connect(limits.backend_dial_timeout).await?;
     shared
         .metrics
         .dial_latency(&backend.name, dial_start.elapsed());
@@ -225,6 +311,39 @@ async fn relay(
         Mode::Passthrough => Outcome::Passthrough,
         Mode::Terminate => Outcome::Terminate,
     })
+}
+
+/// Terminates TLS for route set `set` and serves HTTP on the connection
+/// until the client closes it (`http.rs`).
+async fn serve_http(
+    shared: &Shared,
+    client: TcpStream,
+    replay: Vec<u8>,
+    set: &str,
+    record: &mut Record,
+) -> Result<Outcome, ConnError> {
+    record.backend = Some(set.to_owned());
+    let tls = shared
+        .tls
+        .get(set)
+        .cloned()
+        .ok_or_else(|| ConnError::NoTlsConfig(set.to_owned()))?;
+    let counts = Arc::new(Counts::default());
+    let client = Counting::new(client, counts.clone());
+    let handshake_timeout = shared.config.limits.client_hello_timeout;
+    let stream = terminate::handshake(client, replay, tls, handshake_timeout).await?;
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let conn = ConnInfo {
+        source: record.source,
+        proto: "https",
+        routes: set.to_owned(),
+    };
+    if let Err(error) = http::serve(shared.http.clone(), stream, h2, conn).await {
+        debug!(source = %record.source, error = %error, "http connection ended with an error");
+    }
+    record.up = counts.up.load(std::sync::atomic::Ordering::Relaxed);
+    record.down = counts.down.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(Outcome::Terminate)
 }
 
 /// Reads until a whole ClientHello has arrived, within `timeout` for all of
@@ -319,7 +438,10 @@ fn resolve(config: &crate::config::Config, decision: Decision) -> Result<Action<
     let (mode, route) = match decision {
         Decision::Reject(rejection) => return Ok(Action::Reject(rejection)),
         Decision::Passthrough(route) => (Mode::Passthrough, route),
-        Decision::Terminate(route) => (Mode::Terminate, route),
+        Decision::Terminate(route) => match config.http_routes.get(&route.backend) {
+            Some(set) => return Ok(Action::Http(set)),
+            None => (Mode::Terminate, route),
+        },
     };
     let backend = config
         .backends
@@ -335,29 +457,6 @@ fn resolve(config: &crate::config::Config, decision: Decision) -> Result<Action<
         backend,
         proxy_v2,
     }))
-}
-
-/// Connects to `backend` within `timeout`.
-async fn dial(backend: &Backend, timeout: Duration) -> Result<TcpStream, ConnError> {
-    let connect = TcpStream::connect((backend.addr.host.as_str(), backend.addr.port));
-    let stream = match tokio::time::timeout(timeout, connect).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(source)) => {
-            return Err(ConnError::Dial {
-                addr: backend.addr.to_string(),
-                source,
-            });
-        }
-        Err(_) => {
-            return Err(ConnError::DialTimeout {
-                addr: backend.addr.to_string(),
-                timeout,
-            });
-        }
-    };
-    // Small TLS records and WebSocket frames should not wait for Nagle.
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
 }
 
 /// Records the relay's byte counts and how it ended.

@@ -59,6 +59,15 @@ impl Throttle {
     }
 }
 
+/// What a listener's connections get.
+#[derive(Debug, Clone)]
+pub enum Serve {
+    /// The TLS data path: ClientHello, policy, route (`proxy/conn.rs`).
+    Tls,
+    /// Plain HTTP into this route set (`plain_listen`, `http.rs`).
+    PlainHttp(Arc<str>),
+}
+
 /// Binds a TCP listener. IPv6 sockets are IPv6-only, so `0.0.0.0:443` and
 /// `[::]:443` can be listed together.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -82,6 +91,7 @@ pub async fn accept_loop(
     limiter: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
     closing: watch::Receiver<bool>,
+    serve: Serve,
 ) {
     let mut limit_log = Throttle::new(LIMIT_LOG_INTERVAL);
     loop {
@@ -117,14 +127,28 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(conn::handle(
-            shared,
-            stream,
-            source,
-            local,
-            permit,
-            closing.clone(),
-        ));
+        match &serve {
+            Serve::Tls => {
+                tokio::spawn(conn::handle(
+                    shared,
+                    stream,
+                    source,
+                    local,
+                    permit,
+                    closing.clone(),
+                ));
+            }
+            Serve::PlainHttp(set) => {
+                tokio::spawn(conn::handle_plain(
+                    shared,
+                    stream,
+                    source,
+                    set.clone(),
+                    permit,
+                    closing.clone(),
+                ));
+            }
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use super::copy::{self, Relayed};
 use crate::error::ConnError;
@@ -41,11 +42,7 @@ pub async fn run<C>(
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
-    let accept = TlsAcceptor::from(tls).accept(Replay::new(hello, client));
-    let tls_stream = tokio::time::timeout(handshake_timeout, accept)
-        .await
-        .map_err(|_| ConnError::HandshakeTimeout(handshake_timeout))?
-        .map_err(ConnError::Handshake)?;
+    let tls_stream = handshake(client, hello, tls, handshake_timeout).await?;
     if let Some(header) = header {
         backend
             .write_all(&header)
@@ -53,6 +50,24 @@ where
             .map_err(ConnError::BackendIo)?;
     }
     Ok(copy::relay(tls_stream, backend, idle).await)
+}
+
+/// The TLS handshake with the client, fed `hello` (already read) first,
+/// within `timeout`. Also used by the HTTP mode (`proxy/conn.rs`).
+pub async fn handshake<C>(
+    client: C,
+    hello: Vec<u8>,
+    tls: Arc<ServerConfig>,
+    timeout: Duration,
+) -> Result<TlsStream<Replay<C>>, ConnError>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let accept = TlsAcceptor::from(tls).accept(Replay::new(hello, client));
+    tokio::time::timeout(timeout, accept)
+        .await
+        .map_err(|_| ConnError::HandshakeTimeout(timeout))?
+        .map_err(ConnError::Handshake)
 }
 
 // === impl Replay ===

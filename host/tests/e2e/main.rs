@@ -22,6 +22,8 @@
 //!   (systemd-analyze, hadolint, docker-compose, kubernetes-validate).
 //! - `ops`: admin endpoints and metrics (checked by `promtool`), reload under
 //!   load, refused reloads, the shadow policy, the shutdown drain.
+//! - `http_mode`: `http_routes` over h1/h2, forwarding headers, WebSocket,
+//!   SSE, pools with a dead member, health checks, forward auth.
 //!
 //! Run: `cargo test --release -p hearth-wasm-edge --test e2e`.
 
@@ -30,6 +32,7 @@ mod support;
 mod browser;
 mod config;
 mod deploy;
+mod http_mode;
 mod limits;
 mod ops;
 mod passthrough;

@@ -10,6 +10,7 @@
 pub mod coturn;
 pub mod edge;
 pub mod hello;
+pub mod http_echo;
 pub mod nginx;
 pub mod process;
 pub mod recorder;

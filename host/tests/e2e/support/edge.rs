@@ -78,6 +78,12 @@ impl EdgeBuilder {
         self
     }
 
+    /// Removes backend `name` (e.g. to give its name to an HTTP route set).
+    pub fn without_backend(mut self, name: &str) -> EdgeBuilder {
+        self.backends.remove(name);
+        self
+    }
+
     /// Sets `limits.<key>` (e.g. `client_hello_timeout`, `300ms`).
     pub fn limit(mut self, key: &str, value: &str) -> EdgeBuilder {
         self.limits.insert(key.to_owned(), value.to_owned());

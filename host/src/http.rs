@@ -1,0 +1,176 @@
+//! The HTTP mode: after the edge terminates TLS for a route set
+//! (`http_routes`), or on a `plain_listen` listener, the connection is
+//! served by hyper (HTTP/1.1, or HTTP/2 when ALPN chose `h2`) and each
+//! request is routed by host and path to a backend, with streaming bodies,
+//! forwarding headers, WebSocket upgrades and optional `forward_auth`.
+//!
+//! - `http/handler.rs`: one request, top to bottom (start reading here).
+//! - `http/routes.rs`: first-match routing and prefix strip.
+//! - `http/headers.rs`: hop-by-hop and forwarding headers.
+//! - `http/forward_auth.rs`: the authorization subrequest.
+//! - `http/client.rs`: connections to backends, per pool member.
+//! - `http/body.rs`: the body type of both directions.
+//! - `http/error.rs`: failures and the answers they become.
+//!
+//! The connection reaches [`serve`] from `proxy/conn.rs` (after the TLS
+//! handshake) or `proxy/listener.rs` (plain listeners); backends' pools are
+//! `upstream.rs`.
+
+mod body;
+mod client;
+mod error;
+mod forward_auth;
+mod handler;
+mod headers;
+mod routes;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+pub use error::HttpError;
+
+use crate::config::Config;
+use crate::upstream::Upstreams;
+use client::Upstream;
+
+/// Everything the HTTP mode's requests read: the config and each backend's
+/// HTTP side.
+#[derive(Debug)]
+pub struct Http {
+    config: Arc<Config>,
+    upstreams: HashMap<String, Arc<Upstream>>,
+}
+
+/// The connection a request arrived on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The client (TCP peer).
+    pub source: SocketAddr,
+    /// `https` or `http`, for `X-Forwarded-Proto`.
+    pub proto: &'static str,
+    /// The route set's name.
+    pub routes: String,
+}
+
+/// Bytes a served connection moved.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Read from the client.
+    pub up: AtomicU64,
+    /// Written to the client.
+    pub down: AtomicU64,
+}
+
+/// A stream that counts what passes, into a shared [`Counts`].
+pub struct Counting<S> {
+    inner: S,
+    counts: Arc<Counts>,
+}
+
+// === impl Http ===
+
+impl Http {
+    /// The HTTP side of every backend of `config`, over `pools`.
+    pub fn new(config: Arc<Config>, pools: &Upstreams) -> Http {
+        let upstreams = config
+            .backends
+            .keys()
+            .filter_map(|name| Some((name.clone(), Upstream::new(pools.get(name)?.clone()))))
+            .collect();
+        Http { config, upstreams }
+    }
+}
+
+/// Serves HTTP on `io` until the client closes: HTTP/2 when `h2` (ALPN
+/// chose it), else HTTP/1.1 with upgrades.
+pub async fn serve<I>(http: Arc<Http>, io: I, h2: bool, conn: ConnInfo) -> Result<(), hyper::Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = Arc::new(conn);
+    let service = service_fn(move |request| handler::handle(http.clone(), conn.clone(), request));
+    let io = TokioIo::new(io);
+    if h2 {
+        http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .serve_connection(io, service)
+            .await
+    } else {
+        http1::Builder::new()
+            .timer(TokioTimer::new())
+            .serve_connection(io, service)
+            .with_upgrades()
+            .await
+    }
+}
+
+// === impl Counting ===
+
+impl<S> Counting<S> {
+    /// Counts `inner`'s traffic into `counts`.
+    pub fn new(inner: S, counts: Arc<Counts>) -> Counting<S> {
+        Counting { inner, counts }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counting<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        self.counts.up.fetch_add(read as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &polled {
+            self.counts.down.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &polled {
+            self.counts.down.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

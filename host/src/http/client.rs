@@ -1,0 +1,277 @@
+//! The HTTP mode's side toward backends: per backend, reusable connections
+//! per pool member (HTTP/1.1: one request at a time each, kept for the
+//! next request once its answer has ended; h2c: one shared connection per
+//! member). Members come from the backend's pool (`upstream.rs`), picked
+//! per request. A connect failure of an idempotent request is retried on
+//! the next member; once a request has been written it is never retried.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tracing::{debug, warn};
+
+use super::body::Body;
+use super::error::HttpError;
+use crate::config::UpstreamProtocol;
+use crate::upstream::{Lease, Member, Pool};
+
+/// Idle HTTP/1.1 connections kept per member: enough for bursts of a
+/// busy page, few enough that an idle edge holds few sockets.
+const MAX_IDLE_PER_MEMBER: usize = 32;
+
+/// One backend as the HTTP mode uses it.
+#[derive(Debug)]
+pub struct Upstream {
+    pool: Arc<Pool>,
+    idle: Mutex<HashMap<SocketAddr, Vec<Sender>>>,
+}
+
+/// A connection ready for a request.
+#[derive(Debug)]
+enum Sender {
+    H1(http1::SendRequest<Body>),
+    H2(http2::SendRequest<Body>),
+}
+
+/// Held by a streamed answer: releases the member's in-flight count, and
+/// gives the connection back when [`Return::finished`] is called.
+#[derive(Debug)]
+pub struct Return {
+    upstream: Arc<Upstream>,
+    sender: Option<Sender>,
+    _lease: Lease,
+}
+
+/// What a sent request came back with.
+pub struct Sent {
+    /// The backend's answer; its body holds the connection until it ends.
+    pub response: Response<Body>,
+    /// The member that answered.
+    pub member: SocketAddr,
+}
+
+// === impl Upstream ===
+
+impl Upstream {
+    /// The HTTP side of `pool`.
+    pub fn new(pool: Arc<Pool>) -> Arc<Upstream> {
+        Arc::new(Upstream {
+            pool,
+            idle: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The backend's name.
+    pub fn name(&self) -> &str {
+        self.pool.name()
+    }
+
+    /// What the backend speaks.
+    pub fn protocol(&self) -> UpstreamProtocol {
+        self.pool.settings().protocol
+    }
+
+    /// Sends `request` to a member. Connect failures move on to the next
+    /// member when the method is idempotent (nothing was sent).
+    pub async fn send(
+        self: &Arc<Self>,
+        request: Request<Body>,
+        dial_timeout: Duration,
+    ) -> Result<Sent, HttpError> {
+        let retry = is_idempotent(request.method());
+        if self.pool.members().is_empty() {
+            self.pool.resolve().await;
+        }
+        let mut tried = Vec::new();
+        let mut last = None;
+        let mut request = request;
+        while let Some(member) = self.pool.pick(&tried) {
+            tried.push(member.addr);
+            let lease = Lease::new(member.clone());
+            let mut sender = match self.take_idle(member.addr).await {
+                Some(sender) => sender,
+                None => match self.connect(&member, dial_timeout).await {
+                    Ok(sender) => sender,
+                    Err(error) => {
+                        warn!(backend = %self.name(), member = %member.addr, error = %error, "backend member dial failed");
+                        last = Some(error);
+                        if retry {
+                            continue;
+                        }
+                        break;
+                    }
+                },
+            };
+            let result = match &mut sender {
+                Sender::H1(s) => s.try_send_request(request).await,
+                Sender::H2(s) => s.try_send_request(request).await,
+            };
+            match result {
+                Ok(response) => {
+                    self.pool.succeeded(&member);
+                    let response = self.guard(response, sender, lease);
+                    return Ok(Sent {
+                        response,
+                        member: member.addr,
+                    });
+                }
+                Err(mut error) => {
+                    // A connection that closed before the request was
+                    // written gives it back: that is safe to send again.
+                    match error.take_message() {
+                        Some(unsent) => {
+                            debug!(backend = %self.name(), member = %member.addr, "idle connection closed; retrying");
+                            request = unsent;
+                            tried.pop();
+                            continue;
+                        }
+                        None => {
+                            self.pool.failed(&member);
+                            return Err(HttpError::Upstream {
+                                backend: self.name().to_owned(),
+                                error: error.into_error(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| HttpError::Dial {
+            backend: self.name().to_owned(),
+            error: self.pool.unresolved(),
+        }))
+    }
+
+    /// An idle connection to `member` that is still open, if any.
+    async fn take_idle(&self, member: SocketAddr) -> Option<Sender> {
+        loop {
+            let sender = {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                let list = idle.get_mut(&member)?;
+                match list.last() {
+                    // h2c connections are shared: hand out a clone.
+                    Some(Sender::H2(s)) if !s.is_closed() => return Some(Sender::H2(s.clone())),
+                    _ => list.pop()?,
+                }
+            };
+            match sender {
+                Sender::H1(mut s) => {
+                    if !s.is_closed() && s.ready().await.is_ok() {
+                        return Some(Sender::H1(s));
+                    }
+                }
+                Sender::H2(_) => {}
+            }
+        }
+    }
+
+    /// Dials `member` and runs the HTTP handshake.
+    async fn connect(&self, member: &Member, timeout: Duration) -> Result<Sender, HttpError> {
+        let dial_error = |error| HttpError::Dial {
+            backend: self.name().to_owned(),
+            error,
+        };
+        let stream = self.pool.dial(member, timeout).await.map_err(dial_error)?;
+        let io = TokioIo::new(stream);
+        let handshake_error = |error| HttpError::Upstream {
+            backend: self.name().to_owned(),
+            error,
+        };
+        match self.pool.settings().protocol {
+            UpstreamProtocol::Http1 => {
+                let (sender, conn) = http1::handshake(io).await.map_err(handshake_error)?;
+                tokio::spawn(async move {
+                    if let Err(error) = conn.with_upgrades().await {
+                        debug!(error = %error, "backend connection ended");
+                    }
+                });
+                Ok(Sender::H1(sender))
+            }
+            UpstreamProtocol::H2c => {
+                let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(handshake_error)?;
+                tokio::spawn(async move {
+                    if let Err(error) = conn.await {
+                        debug!(error = %error, "backend connection ended");
+                    }
+                });
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                idle.insert(member.addr, vec![Sender::H2(sender.clone())]);
+                Ok(Sender::H2(sender))
+            }
+        }
+    }
+
+    /// Wraps the answer's body so the connection comes back when it ends.
+    fn guard(
+        self: &Arc<Self>,
+        response: Response<hyper::body::Incoming>,
+        sender: Sender,
+        lease: Lease,
+    ) -> Response<Body> {
+        let guard = Return {
+            upstream: self.clone(),
+            sender: Some(sender),
+            _lease: lease,
+        };
+        // A switched protocol (101) takes the connection over: never reused.
+        let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+        response.map(|inner| {
+            if switching {
+                drop(guard);
+                Body::Incoming(inner)
+            } else if http_body::Body::is_end_stream(&inner) {
+                guard.finished();
+                Body::Incoming(inner)
+            } else {
+                Body::Upstream {
+                    inner,
+                    guard: Some(guard),
+                }
+            }
+        })
+    }
+
+    fn put_idle(&self, member: SocketAddr, sender: Sender) {
+        if let Sender::H1(s) = &sender
+            && s.is_closed()
+        {
+            return;
+        }
+        if matches!(sender, Sender::H2(_)) {
+            // Already kept at connect time.
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(member).or_default();
+        if list.len() < MAX_IDLE_PER_MEMBER {
+            list.push(sender);
+        }
+    }
+}
+
+// === impl Return ===
+
+impl Return {
+    /// The answer ended cleanly: the connection may carry another request.
+    pub fn finished(mut self) {
+        if let Some(sender) = self.sender.take() {
+            let member = self._lease.member().addr;
+            self.upstream.put_idle(member, sender);
+        }
+    }
+}
+
+/// Methods that may be sent again (RFC 9110 §9.2.2).
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}

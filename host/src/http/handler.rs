@@ -1,0 +1,213 @@
+//! One request of the HTTP mode, top to bottom: find the route
+//! (`http/routes.rs`), ask `forward_auth` when the route has it
+//! (`http/forward_auth.rs`), rewrite the head (`http/headers.rs`, prefix
+//! strip), send it to the backend (`http/client.rs`) and stream the answer
+//! back. A `101 Switching Protocols` answer (WebSocket) joins the two
+//! upgraded connections with the byte relay (`proxy/copy.rs`). Failures
+//! become answers in `http/error.rs`; one `http request` line per request.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::body::Body;
+use super::error::HttpError;
+use super::forward_auth::{self, Verdict};
+use super::headers::{self, Forwarding};
+use super::{ConnInfo, Http, routes};
+use crate::config::UpstreamProtocol;
+use crate::proxy::copy;
+
+/// What one request did, for its log line.
+#[derive(Default)]
+struct Trace {
+    host: String,
+    backend: Option<String>,
+}
+
+/// Serves one request; never fails (failures are answers).
+pub async fn handle(
+    http: Arc<Http>,
+    conn: Arc<ConnInfo>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let mut trace = Trace::default();
+    let response = match forward(&http, &conn, request, &mut trace).await {
+        Ok(response) => response,
+        Err(error) => {
+            warn!(
+                source = %conn.source,
+                method = %method,
+                host = %trace.host,
+                path = %path,
+                backend = %trace.backend.as_deref().unwrap_or("-"),
+                error = %error,
+                "http request failed"
+            );
+            error.response()
+        }
+    };
+    info!(
+        source = %conn.source,
+        method = %method,
+        host = %trace.host,
+        path = %path,
+        status = response.status().as_u16(),
+        backend = %trace.backend.as_deref().unwrap_or("-"),
+        duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "http request"
+    );
+    Ok(response)
+}
+
+/// Route → auth → backend.
+async fn forward(
+    http: &Http,
+    conn: &ConnInfo,
+    mut request: Request<Incoming>,
+    trace: &mut Trace,
+) -> Result<Response<Body>, HttpError> {
+    let raw_host = request_host(&request)?;
+    let host = routes::normalize_host(&raw_host);
+    trace.host.clone_from(&host);
+    let set = http
+        .config
+        .http_routes
+        .get(&conn.routes)
+        .ok_or(HttpError::BadRequest("no such route set"))?;
+    let route =
+        routes::find(set, &host, request.uri().path()).ok_or_else(|| HttpError::NoRoute {
+            host: host.clone(),
+            path: request.uri().path().to_owned(),
+        })?;
+    trace.backend = Some(route.backend.clone());
+    let trusted = set
+        .trusted_proxies
+        .iter()
+        .any(|c| c.contains(conn.source.ip()));
+    let forwarding = Forwarding {
+        source: conn.source.ip(),
+        proto: conn.proto,
+        host: &raw_host,
+        trusted,
+    };
+
+    if let Some(auth) = &route.forward_auth {
+        match forward_auth::check(http, &request, auth, &forwarding).await? {
+            Verdict::Allow(copied) => {
+                for name in &auth.copy_headers {
+                    // Only the auth server may set these.
+                    request.headers_mut().remove(name);
+                }
+                for (name, value) in copied {
+                    request.headers_mut().append(name, value);
+                }
+            }
+            Verdict::Deny(response) => return Ok(response),
+        }
+    }
+
+    let upgrade = request.version() == Version::HTTP_11 && headers::is_upgrade(request.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let (mut parts, body) = request.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    let path_and_query = match (&route.path_prefix, route.strip_prefix) {
+        (Some(prefix), true) => routes::strip(prefix, &path_and_query),
+        _ => path_and_query,
+    };
+    headers::remove_hop_by_hop(&mut parts.headers, upgrade);
+    headers::set_forwarding(&mut parts.headers, &forwarding);
+    if !parts.headers.contains_key(header::HOST) {
+        // HTTP/2 clients send :authority; HTTP/1.1 backends need Host.
+        let value =
+            HeaderValue::from_str(&raw_host).map_err(|_| HttpError::BadRequest("invalid host"))?;
+        parts.headers.insert(header::HOST, value);
+    }
+    let upstream = http
+        .upstreams
+        .get(&route.backend)
+        .ok_or(HttpError::BadRequest("no such backend"))?;
+    let (version, uri) = match upstream.protocol() {
+        UpstreamProtocol::Http1 => (Version::HTTP_11, path_and_query.parse::<Uri>()),
+        UpstreamProtocol::H2c => (
+            Version::HTTP_2,
+            format!("http://{raw_host}{path_and_query}").parse::<Uri>(),
+        ),
+    };
+    parts.version = version;
+    parts.uri = uri.map_err(|_| HttpError::BadRequest("invalid request target"))?;
+    let outgoing = Request::from_parts(parts, Body::Incoming(body));
+
+    let limits = &http.config.limits;
+    let sent = tokio::time::timeout(
+        limits.backend_dial_timeout + limits.idle_timeout,
+        upstream.send(outgoing, limits.backend_dial_timeout),
+    )
+    .await
+    .map_err(|_| HttpError::Timeout {
+        backend: route.backend.clone(),
+    })??;
+    let mut response = sent.response;
+    debug!(backend = %route.backend, member = %sent.member, status = response.status().as_u16(), "backend answered");
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        match client_upgrade {
+            Some(client_upgrade) => {
+                let backend_upgrade = hyper::upgrade::on(&mut response);
+                tokio::spawn(tunnel(client_upgrade, backend_upgrade, limits.idle_timeout));
+            }
+            None => return Err(HttpError::BadRequest("unrequested protocol switch")),
+        }
+    } else {
+        headers::remove_hop_by_hop(response.headers_mut(), false);
+    }
+    Ok(response)
+}
+
+/// The host the client asked for: the URI's authority (HTTP/2, absolute
+/// form), else the `Host` header.
+fn request_host(request: &Request<Incoming>) -> Result<String, HttpError> {
+    if let Some(authority) = request.uri().authority() {
+        return Ok(authority.as_str().to_owned());
+    }
+    request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .ok_or(HttpError::BadRequest("missing host"))
+}
+
+/// Relays an upgraded (WebSocket) connection both ways until both close.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    backend: hyper::upgrade::OnUpgrade,
+    idle: std::time::Duration,
+) {
+    let (client, backend) = match tokio::try_join!(client, backend) {
+        Ok(pair) => pair,
+        Err(error) => {
+            debug!(error = %error, "upgrade failed");
+            return;
+        }
+    };
+    let relayed = copy::relay(TokioIo::new(client), TokioIo::new(backend), idle).await;
+    debug!(
+        up = relayed.up,
+        down = relayed.down,
+        "upgraded connection closed"
+    );
+}

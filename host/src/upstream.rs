@@ -1,0 +1,374 @@
+//! Upstream pools: every backend is a [`Pool`] of one or more members
+//! (`addr` or `addrs`, host names re-resolved every `resolve_interval`).
+//! A member is picked round robin or by fewest in flight, skipping members
+//! that failed their active health check (`upstream/health.rs`) or were
+//! ejected after `eject.failures` consecutive failures (for
+//! `eject.cooldown`). When every member is down, all are tried anyway: a
+//! pool never refuses on stale health alone.
+//!
+//! Used by passthrough and terminate dialing (`proxy/conn.rs`, through
+//! [`Pool::connect`]) and by the HTTP mode (`http/client.rs`, through
+//! [`Pool::pick`] and [`Pool::dial`]). Settings come from `config/http.rs`.
+
+mod health;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::config::{Backend, BackendAddr, Balance, Config, PoolSettings};
+use crate::error::ConnError;
+
+/// Every backend's pool, by backend name.
+#[derive(Debug, Default)]
+pub struct Upstreams {
+    pools: HashMap<String, Arc<Pool>>,
+}
+
+/// The members of one backend and how they are chosen.
+#[derive(Debug)]
+pub struct Pool {
+    name: String,
+    addrs: Vec<BackendAddr>,
+    settings: PoolSettings,
+    members: RwLock<Arc<Vec<Arc<Member>>>>,
+    next: AtomicUsize,
+    epoch: Instant,
+}
+
+/// One resolved address of a pool.
+#[derive(Debug)]
+pub struct Member {
+    /// Where it is dialled.
+    pub addr: SocketAddr,
+    /// The configured host (name or IP) it came from, for `Host` headers.
+    pub host: String,
+    in_flight: AtomicUsize,
+    failures: AtomicU32,
+    /// Milliseconds since the pool's epoch until which it is ejected.
+    ejected_until_ms: AtomicU64,
+    healthy: AtomicBool,
+}
+
+/// A member in use: counted in flight until dropped.
+#[derive(Debug)]
+pub struct Lease {
+    member: Arc<Member>,
+}
+
+// === impl Upstreams ===
+
+impl Upstreams {
+    /// A pool per backend of `config`. IP addresses are members at once;
+    /// host names are resolved on first use and by [`Upstreams::spawn_maintenance`].
+    pub fn new(config: &Config) -> Upstreams {
+        let pools = config
+            .backends
+            .values()
+            .map(|b| (b.name.clone(), Arc::new(Pool::new(b))))
+            .collect();
+        Upstreams { pools }
+    }
+
+    /// The pool of backend `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Pool>> {
+        self.pools.get(name)
+    }
+
+    /// Starts the re-resolution and health-check tasks. Each ends by itself
+    /// once its pool is dropped (a reload builds new pools). Outside a tokio
+    /// runtime (`check`) nothing is started.
+    pub fn spawn_maintenance(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for pool in self.pools.values() {
+            let needs_task = pool.settings.health_check.is_some()
+                || pool.addrs.iter().any(|a| a.host.parse::<IpAddr>().is_err());
+            if needs_task {
+                runtime.spawn(maintain(Arc::downgrade(pool)));
+            }
+        }
+    }
+}
+
+/// Re-resolves names and runs health checks until the pool is gone.
+async fn maintain(pool: Weak<Pool>) {
+    let (resolve_every, check_every) = match pool.upgrade() {
+        Some(p) => (
+            p.settings.resolve_interval,
+            p.settings.health_check.as_ref().map(|h| h.interval),
+        ),
+        None => return,
+    };
+    let tick = check_every.map_or(resolve_every, |c| c.min(resolve_every));
+    let mut last_resolve: Option<Instant> = None;
+    loop {
+        let Some(p) = pool.upgrade() else { return };
+        if last_resolve.is_none_or(|t| t.elapsed() >= resolve_every) {
+            p.resolve().await;
+            last_resolve = Some(Instant::now());
+        }
+        if let Some(check) = &p.settings.health_check {
+            health::check_all(&p, check).await;
+        }
+        drop(p);
+        tokio::time::sleep(tick).await;
+    }
+}
+
+// === impl Pool ===
+
+impl Pool {
+    /// The pool of `backend`; IP literal members are known at once.
+    pub fn new(backend: &Backend) -> Pool {
+        let members: Vec<Arc<Member>> = backend
+            .addrs
+            .iter()
+            .filter_map(|a| {
+                let ip: IpAddr = a.host.parse().ok()?;
+                Some(Arc::new(Member::new(SocketAddr::new(ip, a.port), &a.host)))
+            })
+            .collect();
+        Pool {
+            name: backend.name.clone(),
+            addrs: backend.addrs.clone(),
+            settings: backend.pool.clone(),
+            members: RwLock::new(Arc::new(members)),
+            next: AtomicUsize::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// The backend's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its settings.
+    pub fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+
+    /// The current members.
+    pub fn members(&self) -> Arc<Vec<Arc<Member>>> {
+        match self.members.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Looks every configured address up again. Members whose address is
+    /// still there keep their state; a name that fails to resolve keeps its
+    /// previous members.
+    pub async fn resolve(&self) {
+        let old = self.members();
+        let mut fresh: Vec<Arc<Member>> = Vec::new();
+        for a in &self.addrs {
+            let found: Vec<SocketAddr> = match a.host.parse::<IpAddr>() {
+                Ok(ip) => vec![SocketAddr::new(ip, a.port)],
+                Err(_) => match tokio::net::lookup_host((a.host.as_str(), a.port)).await {
+                    Ok(addrs) => addrs.collect(),
+                    Err(error) => {
+                        warn!(backend = %self.name, host = %a.host, error = %error, "backend name did not resolve");
+                        old.iter()
+                            .filter(|m| m.host == a.host && m.addr.port() == a.port)
+                            .map(|m| m.addr)
+                            .collect()
+                    }
+                },
+            };
+            for addr in found {
+                if fresh.iter().any(|m| m.addr == addr) {
+                    continue;
+                }
+                let member = old
+                    .iter()
+                    .find(|m| m.addr == addr)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Member::new(addr, &a.host)));
+                fresh.push(member);
+            }
+        }
+        match self.members.write() {
+            Ok(mut guard) => *guard = Arc::new(fresh),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(fresh),
+        }
+    }
+
+    /// Picks a member not in `tried`: an available one (healthy, not
+    /// ejected) by the pool's balance; when no member at all is available,
+    /// any untried one.
+    pub fn pick(&self, tried: &[SocketAddr]) -> Option<Arc<Member>> {
+        let members = self.members();
+        let now = self.now_ms();
+        let untried: Vec<&Arc<Member>> = members
+            .iter()
+            .filter(|m| !tried.contains(&m.addr))
+            .collect();
+        let mut candidates: Vec<&Arc<Member>> =
+            untried.iter().copied().filter(|m| m.is_up(now)).collect();
+        if candidates.is_empty() && !members.iter().any(|m| m.is_up(now)) {
+            candidates = untried;
+        }
+        if candidates.is_empty() {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % candidates.len();
+        let chosen = match self.settings.balance {
+            Balance::RoundRobin => candidates[start],
+            Balance::LeastConn => {
+                // Fewest in flight; ties go round robin.
+                (0..candidates.len())
+                    .map(|i| candidates[(start + i) % candidates.len()])
+                    .min_by_key(|m| m.in_flight.load(Ordering::Relaxed))
+                    .unwrap_or(candidates[start])
+            }
+        };
+        Some(chosen.clone())
+    }
+
+    /// Connects to `member` within `timeout`, recording the outcome for
+    /// passive ejection.
+    pub async fn dial(&self, member: &Member, timeout: Duration) -> Result<TcpStream, ConnError> {
+        let result = match tokio::time::timeout(timeout, TcpStream::connect(member.addr)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(source)) => Err(ConnError::Dial {
+                addr: member.addr.to_string(),
+                source,
+            }),
+            Err(_) => Err(ConnError::DialTimeout {
+                addr: member.addr.to_string(),
+                timeout,
+            }),
+        };
+        match &result {
+            Ok(stream) => {
+                // Small TLS records and WebSocket frames should not wait for Nagle.
+                let _ = stream.set_nodelay(true);
+                self.succeeded(member);
+            }
+            Err(_) => self.failed(member),
+        }
+        result
+    }
+
+    /// Picks and dials, trying the next member when a connect fails (nothing
+    /// has been sent yet), until one connects or every member was tried.
+    pub async fn connect(&self, timeout: Duration) -> Result<(TcpStream, Lease), ConnError> {
+        let mut tried = Vec::new();
+        let mut last = None;
+        if self.members().is_empty() {
+            self.resolve().await;
+        }
+        while let Some(member) = self.pick(&tried) {
+            tried.push(member.addr);
+            let lease = Lease::new(member.clone());
+            match self.dial(&member, timeout).await {
+                Ok(stream) => return Ok((stream, lease)),
+                Err(error) => {
+                    warn!(backend = %self.name, member = %member.addr, error = %error, "backend member dial failed");
+                    last = Some(error);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| self.unresolved()))
+    }
+
+    /// The error for a pool with no member.
+    pub fn unresolved(&self) -> ConnError {
+        let addrs: Vec<String> = self.addrs.iter().map(ToString::to_string).collect();
+        ConnError::Dial {
+            addr: addrs.join(","),
+            source: io::Error::new(io::ErrorKind::NotFound, "no address resolved"),
+        }
+    }
+
+    /// A request or connection through `member` worked.
+    pub fn succeeded(&self, member: &Member) {
+        member.failures.store(0, Ordering::Relaxed);
+    }
+
+    /// A connect or request through `member` failed: counts toward ejection.
+    pub fn failed(&self, member: &Member) {
+        let failures = member.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let eject = self.settings.eject;
+        if failures >= eject.failures {
+            member.failures.store(0, Ordering::Relaxed);
+            let until =
+                self.now_ms() + u64::try_from(eject.cooldown.as_millis()).unwrap_or(u64::MAX);
+            member.ejected_until_ms.store(until, Ordering::Relaxed);
+            warn!(backend = %self.name, member = %member.addr, failures, cooldown_ms = eject.cooldown.as_millis() as u64, "backend member ejected");
+        }
+    }
+
+    /// Records an active check's verdict, logging changes.
+    fn set_healthy(&self, member: &Member, healthy: bool) {
+        let was = member.healthy.swap(healthy, Ordering::Relaxed);
+        if was != healthy {
+            let state = if healthy { "up" } else { "down" };
+            info!(backend = %self.name, member = %member.addr, state = %state, "backend member health changed");
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+// === impl Member ===
+
+impl Member {
+    fn new(addr: SocketAddr, host: &str) -> Member {
+        Member {
+            addr,
+            host: host.to_owned(),
+            in_flight: AtomicUsize::new(0),
+            failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+        }
+    }
+
+    /// Healthy and not ejected at `now_ms`.
+    fn is_up(&self, now_ms: u64) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+            && self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
+    }
+
+    /// Connections or requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+// === impl Lease ===
+
+impl Lease {
+    /// Counts one more in flight on `member` until dropped.
+    pub fn new(member: Arc<Member>) -> Lease {
+        member.in_flight.fetch_add(1, Ordering::Relaxed);
+        Lease { member }
+    }
+
+    /// The member leased.
+    pub fn member(&self) -> &Arc<Member> {
+        &self.member
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.member.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests;

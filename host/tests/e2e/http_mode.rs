@@ -1,0 +1,428 @@
+//! The HTTP mode: the Hearth policy terminates the apex as usual, but its
+//! `pocketbase` target is an `http_routes` set, so requests are routed by
+//! path to real backends (`tests/peers/http_echo.py`, the WebSocket echo
+//! server), with curl over HTTP/1.1 and HTTP/2 as clients. Forwarding and
+//! hop-by-hop headers, WebSocket upgrades, SSE streaming, pools with a dead
+//! member and forward auth are checked against what the backends received.
+
+use std::process::Command;
+
+use crate::support::edge::{Edge, EdgeBuilder};
+use crate::support::http_echo::{HttpEcho, curl_edge, echoed_header};
+use crate::support::nginx::WsEcho;
+use crate::support::process::{Peer, dead_addr, require_binary};
+use crate::support::tls::connect;
+use crate::support::websocket::{self, OP_BINARY, OP_TEXT};
+use crate::support::{APEX_NAME, LK_NAME, STEP_TIMEOUT, cert_path};
+
+/// An edge whose `pocketbase` decision goes to the route set `routes`
+/// (YAML list items, indented for `routes:`), with `backends` added.
+fn http_edge(backends: &[(&str, String)], set_yaml: &str) -> Edge {
+    let mut builder = EdgeBuilder::hearth().without_backend("pocketbase");
+    for (name, yaml) in backends {
+        builder = builder.backend_yaml(name, yaml);
+    }
+    builder
+        .yaml(&format!("http_routes:\n  pocketbase:\n{set_yaml}"))
+        .start()
+}
+
+fn addr_yaml(addr: std::net::SocketAddr) -> String {
+    format!("{{ addr: \"{addr}\" }}")
+}
+
+#[test]
+fn routes_by_path_over_h1_and_h2_with_forwarding_headers() {
+    let front = HttpEcho::start("front");
+    let api = HttpEcho::start("api");
+    let edge = http_edge(
+        &[
+            ("front", addr_yaml(front.addr)),
+            ("api", addr_yaml(api.addr)),
+        ],
+        "    routes:\n\
+         \x20     - { path_prefix: /api, backend: api, strip_prefix: true }\n\
+         \x20     - { host: hearth.test, path_prefix: /app, backend: front }\n",
+    );
+    let host = format!("{APEX_NAME}:{}", edge.addr.port());
+
+    // HTTP/1.1: prefix stripped, query kept, spoofed and hop-by-hop headers gone.
+    let h1 = curl_edge(
+        edge.addr,
+        APEX_NAME,
+        "/api/v1/items?x=1",
+        &[
+            "--http1.1",
+            "-H",
+            "X-Forwarded-For: 6.6.6.6",
+            "-H",
+            "Forwarded: for=6.6.6.6",
+            "-H",
+            "Connection: X-Secret",
+            "-H",
+            "X-Secret: 1",
+            "-H",
+            "Keep-Alive: timeout=5",
+        ],
+    );
+    assert!(h1.status.success(), "{}", h1.stderr);
+    assert!(h1.stderr.contains("< HTTP/1.1 200"), "{}", h1.stderr);
+    let body = &h1.stdout;
+    assert_eq!(body.lines().next(), Some("api GET /v1/items?x=1"), "{body}");
+    assert_eq!(echoed_header(body, "host"), Some(host.as_str()), "{body}");
+    assert_eq!(
+        echoed_header(body, "x-forwarded-for"),
+        Some("127.0.0.1"),
+        "{body}"
+    );
+    assert_eq!(
+        echoed_header(body, "x-forwarded-proto"),
+        Some("https"),
+        "{body}"
+    );
+    assert_eq!(
+        echoed_header(body, "x-forwarded-host"),
+        Some(host.as_str()),
+        "{body}"
+    );
+    assert_eq!(
+        echoed_header(body, "forwarded"),
+        Some(format!("for=127.0.0.1;host=\"{host}\";proto=https").as_str()),
+        "{body}"
+    );
+    for hop in ["x-secret", "keep-alive", "connection"] {
+        assert_eq!(
+            echoed_header(body, hop),
+            None,
+            "{hop} reached the backend: {body}"
+        );
+    }
+
+    // HTTP/2 (ALPN h2) to an HTTP/1.1 backend: Host comes from :authority,
+    // and a 1 MiB upload arrives whole.
+    let upload = std::env::temp_dir().join(format!("hearth-upload-{}", std::process::id()));
+    std::fs::write(&upload, vec![b'u'; 1 << 20]).unwrap();
+    let h2 = curl_edge(
+        edge.addr,
+        APEX_NAME,
+        "/app/page",
+        &[
+            "--http2",
+            "--data-binary",
+            &format!("@{}", upload.display()),
+        ],
+    );
+    let _ = std::fs::remove_file(&upload);
+    assert!(h2.status.success(), "{}", h2.stderr);
+    assert!(h2.stderr.contains("< HTTP/2 200"), "{}", h2.stderr);
+    assert_eq!(
+        h2.stdout.lines().next(),
+        Some("front POST /app/page"),
+        "{}",
+        h2.stdout
+    );
+    assert_eq!(echoed_header(&h2.stdout, "host"), Some(host.as_str()));
+    assert_eq!(echoed_header(&h2.stdout, "body-bytes"), Some("1048576"));
+
+    // No route: 404 from the edge, nothing reaches a backend.
+    let none = curl_edge(edge.addr, APEX_NAME, "/elsewhere", &["--http2"]);
+    assert!(none.stderr.contains("< HTTP/2 404"), "{}", none.stderr);
+    assert_eq!(front.hits("/elsewhere") + api.hits("/elsewhere"), 0);
+    edge.expect_log(
+        &["http request", "status=404", "path=/elsewhere"],
+        STEP_TIMEOUT,
+    );
+    edge.expect_log(&["http request", "status=200", "backend=api"], STEP_TIMEOUT);
+}
+
+#[test]
+fn a_trusted_proxys_forwarding_headers_are_extended() {
+    let front = HttpEcho::start("front");
+    let edge = http_edge(
+        &[("front", addr_yaml(front.addr))],
+        "    trusted_proxies: [\"127.0.0.0/8\"]\n    routes:\n      - { backend: front }\n",
+    );
+    let out = curl_edge(
+        edge.addr,
+        APEX_NAME,
+        "/",
+        &[
+            "-H",
+            "X-Forwarded-For: 198.51.100.1",
+            "-H",
+            "X-Forwarded-Proto: http",
+        ],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        echoed_header(&out.stdout, "x-forwarded-for"),
+        Some("198.51.100.1, 127.0.0.1"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        echoed_header(&out.stdout, "x-forwarded-proto"),
+        Some("http")
+    );
+}
+
+#[test]
+fn websocket_upgrade_through_a_path_route() {
+    const BIG_MESSAGE: usize = 200 * 1024;
+    let ws = WsEcho::start();
+    let front = HttpEcho::start("front");
+    let edge = http_edge(
+        &[("ws", addr_yaml(ws.addr)), ("front", addr_yaml(front.addr))],
+        "    routes:\n\
+         \x20     - { path_prefix: /lk-ws, backend: ws, strip_prefix: true }\n\
+         \x20     - { backend: front }\n",
+    );
+    let stream = connect(edge.addr, APEX_NAME, &["h2", "http/1.1"]).expect("TLS to the edge");
+    // A client that offers both gets h2; WebSocket needs HTTP/1.1.
+    assert_eq!(stream.conn.alpn_protocol(), Some(&b"h2"[..]));
+    drop(stream);
+    let mut stream = connect(edge.addr, APEX_NAME, &["http/1.1"]).expect("TLS to the edge");
+    websocket::handshake(&mut stream, APEX_NAME, "/lk-ws/rtc").expect("upgrade through the edge");
+    websocket::send(&mut stream, OP_TEXT, b"hello reflector").unwrap();
+    assert_eq!(
+        websocket::receive(&mut stream).unwrap(),
+        (OP_TEXT, b"hello reflector".to_vec())
+    );
+    let big: Vec<u8> = (0..BIG_MESSAGE).map(|i| (i * 7 % 251) as u8).collect();
+    websocket::send(&mut stream, OP_BINARY, &big).unwrap();
+    let (opcode, echoed) = websocket::receive(&mut stream).unwrap();
+    assert_eq!(opcode, OP_BINARY);
+    assert!(echoed == big, "the 200 KiB message came back altered");
+    edge.expect_log(&["http request", "status=101", "backend=ws"], STEP_TIMEOUT);
+}
+
+#[test]
+fn sse_events_arrive_one_by_one_over_h2() {
+    let front = HttpEcho::start("front");
+    let edge = http_edge(
+        &[("front", addr_yaml(front.addr))],
+        "    routes:\n      - { backend: front }\n",
+    );
+    let curl = require_binary("curl", "curl");
+    let mut command = Command::new(curl);
+    command
+        .args(["-sS", "-N", "--http2", "--max-time", "60"])
+        .arg("--cacert")
+        .arg(cert_path("ca.crt"))
+        .args([
+            "--resolve",
+            &format!("{APEX_NAME}:{}:127.0.0.1", edge.addr.port()),
+        ])
+        .arg(format!("https://{APEX_NAME}:{}/sse", edge.addr.port()));
+    let stream = Peer::spawn("curl-sse", command);
+    // The first event arrives while the backend still holds the stream open.
+    stream
+        .logs
+        .wait_for(&["data: one"], STEP_TIMEOUT)
+        .unwrap_or_else(|| panic!("first event not delivered:\n{}", stream.logs.dump()));
+    assert_eq!(stream.logs.count("data: two"), 0);
+    let release = curl_edge(edge.addr, APEX_NAME, "/release", &[]);
+    assert!(
+        release.stdout.contains("front released"),
+        "{}",
+        release.stderr
+    );
+    stream
+        .logs
+        .wait_for(&["data: two"], STEP_TIMEOUT)
+        .unwrap_or_else(|| panic!("second event not delivered:\n{}", stream.logs.dump()));
+}
+
+#[test]
+fn a_pool_with_a_dead_member_serves_every_request_from_the_live_one() {
+    let live = HttpEcho::start("live");
+    let dead = dead_addr();
+    let edge = http_edge(
+        &[(
+            "api",
+            format!(
+                "{{ addrs: [\"{dead}\", \"{}\"], eject: {{ failures: 2, cooldown: 1m }} }}",
+                live.addr
+            ),
+        )],
+        "    routes:\n      - { backend: api }\n",
+    );
+    for i in 0..8 {
+        let out = curl_edge(edge.addr, APEX_NAME, &format!("/n{i}"), &[]);
+        assert!(out.status.success(), "{}", out.stderr);
+        assert_eq!(
+            out.stdout.lines().next(),
+            Some(format!("live GET /n{i}").as_str())
+        );
+    }
+    // The dead member was tried, then ejected after two failures.
+    edge.expect_log(
+        &["backend member dial failed", &dead.to_string()],
+        STEP_TIMEOUT,
+    );
+    edge.expect_log(&["backend member ejected", &dead.to_string()], STEP_TIMEOUT);
+    assert!(
+        edge.logs().count("backend member dial failed") <= 2,
+        "{}",
+        edge.logs().dump()
+    );
+}
+
+#[test]
+fn health_checks_take_a_dead_member_out_before_any_request() {
+    let live = HttpEcho::start("live");
+    let dead = dead_addr();
+    let edge = http_edge(
+        &[(
+            "api",
+            format!(
+                "{{ addrs: [\"{dead}\", \"{}\"], balance: least_conn, health_check: {{ http_path: /healthz, interval: 200ms, timeout: 1s }} }}",
+                live.addr
+            ),
+        )],
+        "    routes:\n      - { backend: api }\n",
+    );
+    edge.expect_log(
+        &[
+            "backend member health changed",
+            &dead.to_string(),
+            "state=down",
+        ],
+        STEP_TIMEOUT,
+    );
+    for _ in 0..4 {
+        let out = curl_edge(edge.addr, APEX_NAME, "/", &[]);
+        assert!(out.stdout.starts_with("live GET /"), "{}", out.stderr);
+    }
+    assert_eq!(edge.logs().count("backend member dial failed"), 0);
+    assert!(live.hits("/healthz") >= 1, "the live member was checked");
+}
+
+#[test]
+fn terminate_to_a_raw_pool_skips_the_dead_member() {
+    let live = HttpEcho::start("live");
+    let dead = dead_addr();
+    let edge = EdgeBuilder::hearth()
+        .backend_yaml(
+            "livekit",
+            &format!("{{ addrs: [\"{dead}\", \"{}\"] }}", live.addr),
+        )
+        .start();
+    for _ in 0..4 {
+        let out = curl_edge(edge.addr, LK_NAME, "/raw", &["--http1.1"]);
+        assert!(out.status.success(), "{}", out.stderr);
+        assert!(out.stdout.starts_with("live GET /raw"), "{}", out.stdout);
+    }
+    edge.expect_log(
+        &["backend member dial failed", &dead.to_string()],
+        STEP_TIMEOUT,
+    );
+}
+
+#[test]
+fn forward_auth_allows_with_copied_headers_and_denies_with_the_auth_answer() {
+    let front = HttpEcho::start("front");
+    let auth = HttpEcho::start("auth");
+    let edge = http_edge(
+        &[
+            ("front", addr_yaml(front.addr)),
+            ("auth", addr_yaml(auth.addr)),
+        ],
+        "    routes:\n\
+         \x20     - backend: front\n\
+         \x20       forward_auth: { backend: auth, path: /auth/check, copy_headers: [X-Authentik-Username] }\n",
+    );
+    // Allowed: the username comes from the auth answer, not the client.
+    let allowed = curl_edge(
+        edge.addr,
+        APEX_NAME,
+        "/private?page=2",
+        &[
+            "-H",
+            "Authorization: Bearer good",
+            "-H",
+            "X-Authentik-Username: mallory",
+        ],
+    );
+    assert!(
+        allowed.stderr.contains("< HTTP/2 200"),
+        "{}",
+        allowed.stderr
+    );
+    assert_eq!(
+        allowed.stdout.lines().next(),
+        Some("front GET /private?page=2")
+    );
+    assert_eq!(
+        echoed_header(&allowed.stdout, "x-authentik-username"),
+        Some("alice")
+    );
+    assert_eq!(
+        echoed_header(&allowed.stdout, "x-other"),
+        None,
+        "only copy_headers are copied"
+    );
+
+    // Denied: the auth server's own answer, which saw the original request.
+    let denied = curl_edge(edge.addr, APEX_NAME, "/private?page=3", &["-X", "DELETE"]);
+    assert!(denied.stderr.contains("< HTTP/2 302"), "{}", denied.stderr);
+    assert!(
+        denied.stderr.contains("< location: /login"),
+        "{}",
+        denied.stderr
+    );
+    assert_eq!(
+        denied.stdout,
+        "auth login please: method=DELETE uri=/private?page=3\n"
+    );
+    assert_eq!(
+        front.hits("/private?page=3"),
+        0,
+        "a denied request reached the app"
+    );
+    assert_eq!(auth.hits("/auth/check"), 2);
+}
+
+#[test]
+fn plain_listen_serves_the_route_set_without_tls() {
+    let front = HttpEcho::start("front");
+    let plain = dead_addr();
+    let edge = EdgeBuilder::hearth()
+        .without_backend("pocketbase")
+        .backend("front", front.addr)
+        .yaml(&format!(
+            "http_routes:\n  pocketbase:\n    routes:\n      - {{ backend: front }}\n\
+             plain_listen:\n  - {{ addr: \"{plain}\", routes: pocketbase }}\n"
+        ))
+        .start();
+    let curl = require_binary("curl", "curl");
+    let mut command = Command::new(curl);
+    command
+        .args([
+            "-sS",
+            "-v",
+            "--max-time",
+            &STEP_TIMEOUT.as_secs().to_string(),
+        ])
+        .arg(format!(
+            "http://reflector.localhost:{}/dev?x=1",
+            plain.port()
+        ))
+        .args([
+            "--resolve",
+            &format!("reflector.localhost:{}:127.0.0.1", plain.port()),
+        ]);
+    let out = crate::support::process::run_tool(command, b"", STEP_TIMEOUT * 2);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        out.stderr,
+        edge.logs().dump()
+    );
+    assert_eq!(out.stdout.lines().next(), Some("front GET /dev?x=1"));
+    assert_eq!(
+        echoed_header(&out.stdout, "x-forwarded-proto"),
+        Some("http")
+    );
+    edge.expect_log(&["connection closed", "decision=plain_http"], STEP_TIMEOUT);
+}

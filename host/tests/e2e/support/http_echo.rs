@@ -1,0 +1,87 @@
+//! `tests/peers/http_echo.py` (Debian's `python3`, standard library only):
+//! an HTTP/1.1 backend that echoes each request's method, path, headers and
+//! body size, streams `/sse` events, and answers `/auth` forward-auth
+//! checks; and curl runs against the edge's HTTP mode with any options.
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use super::process::{Peer, START_TIMEOUT, ToolOutput, require_binary, run_tool};
+use super::{STEP_TIMEOUT, cert_path, repo_root};
+
+/// A running `http_echo.py`; killed on drop.
+pub struct HttpEcho {
+    /// The python process; its access log lines are in `peer.logs`.
+    pub peer: Peer,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The name it starts every answer with.
+    pub name: &'static str,
+}
+
+impl HttpEcho {
+    /// Starts an instance answering as `name` and waits for its port line.
+    pub fn start(name: &'static str) -> HttpEcho {
+        let python = require_binary("python3", "python3");
+        let mut command = Command::new(python);
+        command
+            .arg("-u")
+            .arg(repo_root().join("tests/peers/http_echo.py"))
+            .arg(name);
+        let mut peer = Peer::spawn("http_echo", command);
+        let line = peer
+            .logs
+            .wait_for(&["listening on 127.0.0.1:"], START_TIMEOUT)
+            .unwrap_or_else(|| panic!("http_echo.py did not start:\n{}", peer.logs.dump()));
+        let port: u16 = line
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .expect("port");
+        peer.wait_listening(port).expect("http_echo listening");
+        HttpEcho {
+            peer,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            name,
+        }
+    }
+
+    /// Requests it has logged for `path` (exact path match).
+    pub fn hits(&self, path: &str) -> usize {
+        self.peer
+            .logs
+            .lines()
+            .iter()
+            .filter(|l| l.starts_with(self.name) && l.contains(&format!(" {path} HTTP/")))
+            .count()
+    }
+}
+
+/// The value of header `name` (lowercase) in an echo answer.
+pub fn echoed_header<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+}
+
+/// curl through the edge at `edge` to `https://name:port/path` with extra
+/// options (`--http2`, `-H ...`), trusting the test CA; `-v` so stderr shows
+/// the protocol and the response head.
+pub fn curl_edge(edge: SocketAddr, name: &str, path: &str, extra: &[&str]) -> ToolOutput {
+    let curl = require_binary("curl", "curl");
+    let mut command = Command::new(curl);
+    command
+        .args([
+            "-sS",
+            "-v",
+            "--max-time",
+            &STEP_TIMEOUT.as_secs().to_string(),
+        ])
+        .arg("--cacert")
+        .arg(cert_path("ca.crt"))
+        .args(["--resolve", &format!("{name}:{}:127.0.0.1", edge.port())])
+        .args(extra)
+        .arg(format!("https://{name}:{}{path}", edge.port()));
+    run_tool(command, b"", STEP_TIMEOUT * 2)
+}
