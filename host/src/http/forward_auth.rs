@@ -51,10 +51,10 @@ pub async fn check(
     if let Ok(uri) = HeaderValue::from_str(original_uri) {
         headers.insert(X_FORWARDED_URI.clone(), uri);
     }
-    if !headers.contains_key(header::HOST) {
-        if let Ok(host) = HeaderValue::from_str(forwarding.host) {
-            headers.insert(header::HOST, host);
-        }
+    if !headers.contains_key(header::HOST)
+        && let Ok(host) = HeaderValue::from_str(forwarding.host)
+    {
+        headers.insert(header::HOST, host);
     }
     let uri: Uri = match upstream.protocol() {
         UpstreamProtocol::Http1 => auth.path.parse(),

@@ -170,8 +170,8 @@ pub async fn handle_plain(
     }
     info!(
         source = %source,
-        sni = "-",
-        decision = "plain_http",
+        sni = %"-",
+        decision = %"plain_http",
         backend = %set,
         bytes_up = counts.up.load(std::sync::atomic::Ordering::Relaxed),
         bytes_down = counts.down.load(std::sync::atomic::Ordering::Relaxed),

@@ -15,16 +15,20 @@ use crate::support::tls::connect;
 use crate::support::websocket::{self, OP_BINARY, OP_TEXT};
 use crate::support::{APEX_NAME, LK_NAME, STEP_TIMEOUT, cert_path};
 
-/// An edge whose `pocketbase` decision goes to the route set `routes`
-/// (YAML list items, indented for `routes:`), with `backends` added.
-fn http_edge(backends: &[(&str, String)], set_yaml: &str) -> Edge {
+/// An edge config whose `pocketbase` decision goes to the route set
+/// `pocketbase` (`set_yaml`: its body, indented four spaces), with
+/// `backends` added.
+fn http_builder(backends: &[(&str, String)], set_yaml: &str) -> EdgeBuilder {
     let mut builder = EdgeBuilder::hearth().without_backend("pocketbase");
     for (name, yaml) in backends {
         builder = builder.backend_yaml(name, yaml);
     }
-    builder
-        .yaml(&format!("http_routes:\n  pocketbase:\n{set_yaml}"))
-        .start()
+    builder.yaml(&format!("http_routes:\n  pocketbase:\n{set_yaml}"))
+}
+
+/// [`http_builder`], started.
+fn http_edge(backends: &[(&str, String)], set_yaml: &str) -> Edge {
+    http_builder(backends, set_yaml).start()
 }
 
 fn addr_yaml(addr: std::net::SocketAddr) -> String {
@@ -197,12 +201,14 @@ fn websocket_upgrade_through_a_path_route() {
 }
 
 #[test]
-fn sse_events_arrive_one_by_one_over_h2() {
+fn an_sse_stream_stays_open_across_a_reload_and_events_arrive_one_by_one() {
     let front = HttpEcho::start("front");
-    let edge = http_edge(
-        &[("front", addr_yaml(front.addr))],
-        "    routes:\n      - { backend: front }\n",
-    );
+    let other = HttpEcho::start("other");
+    let backends = [
+        ("front", addr_yaml(front.addr)),
+        ("other", addr_yaml(other.addr)),
+    ];
+    let edge = http_edge(&backends, "    routes:\n      - { backend: front }\n");
     let curl = require_binary("curl", "curl");
     let mut command = Command::new(curl);
     command
@@ -221,6 +227,25 @@ fn sse_events_arrive_one_by_one_over_h2() {
         .wait_for(&["data: one"], STEP_TIMEOUT)
         .unwrap_or_else(|| panic!("first event not delivered:\n{}", stream.logs.dump()));
     assert_eq!(stream.logs.count("data: two"), 0);
+
+    // Reload: new requests go to `other`, except /release.
+    let reloaded = http_builder(
+        &backends,
+        "    routes:\n\
+         \x20     - { path_prefix: /release, backend: front }\n\
+         \x20     - { backend: other }\n",
+    );
+    edge.rewrite_config(&reloaded);
+    edge.signal("HUP");
+    edge.expect_log(&["reloaded"], STEP_TIMEOUT * 3);
+    let after = curl_edge(edge.addr, APEX_NAME, "/after", &[]);
+    assert!(
+        after.stdout.starts_with("other GET /after"),
+        "{}",
+        after.stderr
+    );
+
+    // The stream opened before the reload still delivers.
     let release = curl_edge(edge.addr, APEX_NAME, "/release", &[]);
     assert!(
         release.stdout.contains("front released"),
