@@ -15,7 +15,8 @@ Every answer starts with NAME, so a test can tell instances apart.
                       X-Forwarded-Method and X-Forwarded-Uri it got.
   anything else       200 text/plain: `NAME METHOD PATH` then one
                       `name: value` line per request header (lowercase
-                      names), then `body-bytes: N` for the request body.
+                      names), then `body-bytes: N` for the request body
+                      and `peer-port: N`, the connecting side's port.
 """
 
 import sys
@@ -97,6 +98,8 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in self.headers.items():
             lines.append("%s: %s" % (k.lower(), v))
         lines.append("body-bytes: %d" % received)
+        # The proxy's side of this connection: equal ports mean a reused connection.
+        lines.append("peer-port: %d" % self.client_address[1])
         self._send(200, "\n".join(lines) + "\n")
 
     do_GET = _handle

@@ -52,10 +52,17 @@ impl http_body::Body for Body {
             Body::Full(chunk) => Poll::Ready(chunk.take().map(|b| Ok(Frame::data(b)))),
             Body::Incoming(inner) => Pin::new(inner).poll_frame(cx),
             Body::Upstream { inner, guard } => {
-                let polled = Pin::new(inner).poll_frame(cx);
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
                 match &polled {
-                    // Ended cleanly: the connection may serve the next request.
+                    // Ended cleanly (servers stop polling once
+                    // `is_end_stream` says so, often right after the last
+                    // chunk): the connection may serve the next request.
                     Poll::Ready(None) => {
+                        if let Some(guard) = guard.take() {
+                            guard.finished();
+                        }
+                    }
+                    Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => {
                         if let Some(guard) = guard.take() {
                             guard.finished();
                         }

@@ -140,6 +140,30 @@ fn routes_by_path_over_h1_and_h2_with_forwarding_headers() {
 }
 
 #[test]
+fn backend_connections_are_reused_across_requests_and_clients() {
+    let front = HttpEcho::start("front");
+    let edge = http_edge(
+        &[("front", addr_yaml(front.addr))],
+        "    routes:\n      - { backend: front }\n",
+    );
+    // Separate client connections, one after the other: each request finds
+    // the backend connection the previous one returned.
+    let ports: Vec<String> = (0..3)
+        .map(|i| {
+            let out = curl_edge(edge.addr, APEX_NAME, &format!("/r{i}"), &[]);
+            assert!(out.status.success(), "{}", out.stderr);
+            echoed_header(&out.stdout, "peer-port")
+                .expect("peer-port")
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        ports.windows(2).all(|w| w[0] == w[1]),
+        "new backend connection per request: {ports:?}"
+    );
+}
+
+#[test]
 fn a_trusted_proxys_forwarding_headers_are_extended() {
     let front = HttpEcho::start("front");
     let edge = http_edge(
