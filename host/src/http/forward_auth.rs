@@ -66,6 +66,8 @@ pub async fn check(
     *subrequest.uri_mut() = uri;
     *subrequest.headers_mut() = headers;
     if upstream.protocol() == UpstreamProtocol::H2c {
+        // The host travels in :authority.
+        subrequest.headers_mut().remove(header::HOST);
         *subrequest.version_mut() = http::Version::HTTP_2;
     }
     let limits = &http.config.limits;

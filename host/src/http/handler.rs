@@ -147,6 +147,11 @@ async fn forward(
             format!("http://{raw_host}{path_and_query}").parse::<Uri>(),
         ),
     };
+    if version == Version::HTTP_2 {
+        // HTTP/2 carries the host in :authority (RFC 9113 §8.3.1); some
+        // servers refuse a request with both.
+        parts.headers.remove(header::HOST);
+    }
     parts.version = version;
     parts.uri = uri.map_err(|_| HttpError::BadRequest("invalid request target"))?;
     let outgoing = Request::from_parts(parts, Body::Incoming(body));

@@ -10,7 +10,7 @@ use std::process::Command;
 use crate::support::edge::{Edge, EdgeBuilder};
 use crate::support::http_echo::{HttpEcho, curl_edge, echoed_header};
 use crate::support::nginx::WsEcho;
-use crate::support::process::{Peer, dead_addr, require_binary};
+use crate::support::process::{Peer, TempDir, dead_addr, free_port, require_binary};
 use crate::support::tls::connect;
 use crate::support::websocket::{self, OP_BINARY, OP_TEXT};
 use crate::support::{APEX_NAME, LK_NAME, STEP_TIMEOUT, cert_path};
@@ -474,4 +474,54 @@ fn plain_listen_serves_the_route_set_without_tls() {
         Some("http")
     );
     edge.expect_log(&["connection closed", "decision=plain_http"], STEP_TIMEOUT);
+}
+
+#[test]
+fn an_h2c_backend_gets_http2_over_cleartext() {
+    // nginx (Debian 1.22) speaks HTTP/2 with prior knowledge on a plain
+    // `listen ... http2` socket and logs the protocol of each request.
+    let nginx = require_binary("nginx", "nginx");
+    let dir = TempDir::new("nginx-h2c");
+    let port = free_port();
+    let d = dir.path().display();
+    let conf = format!(
+        "master_process off;\npid {d}/nginx.pid;\nerror_log stderr info;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f;\n\
+         \x20 uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
+         \x20 log_format proto '$server_protocol $request_uri $http_x_forwarded_proto';\n\
+         \x20 server {{ listen 127.0.0.1:{port} http2; access_log {d}/access.log proto;\n\
+         \x20   location / {{ return 200 \"h2c backend\\n\"; }} }}\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let mut command = Command::new(nginx);
+    command
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-e", "stderr", "-g", "daemon off;"]);
+    let mut backend = Peer::spawn("nginx", command);
+    backend.wait_listening(port).expect("nginx h2c listening");
+    let edge = http_edge(
+        &[(
+            "grpc",
+            format!("{{ addr: \"127.0.0.1:{port}\", protocol: h2c }}"),
+        )],
+        "    routes:\n      - { backend: grpc }\n",
+    );
+    for client in ["--http1.1", "--http2"] {
+        let out = curl_edge(edge.addr, APEX_NAME, "/svc?q=1", &[client]);
+        assert!(out.status.success(), "{}", out.stderr);
+        assert_eq!(
+            out.stdout,
+            "h2c backend\n",
+            "{}\n{}",
+            out.stderr,
+            backend.logs.dump()
+        );
+    }
+    let log = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines, ["HTTP/2.0 /svc?q=1 https"; 2], "{log}");
 }
