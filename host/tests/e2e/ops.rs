@@ -360,9 +360,19 @@ fn a_bad_reload_is_refused_and_the_running_config_keeps_serving() {
         .unwrap_or_else(|| panic!("second refusal not logged:\n{}", edge.logs().dump()));
     echo_through(edge.addr, TURN_NAME, b"still served").unwrap();
 
+    // A policy config that the policy's `init` refuses.
+    edge.rewrite_config(&builder.clone().policy_config("no_such_key", "x"));
+    edge.signal("HUP");
+    let lines = edge
+        .logs()
+        .wait_for_n(&["reload failed"], 3, STEP_TIMEOUT)
+        .unwrap_or_else(|| panic!("third refusal not logged:\n{}", edge.logs().dump()));
+    assert!(lines[2].contains("no_such_key"), "{}", lines[2]);
+    echo_through(edge.addr, TURN_NAME, b"still served").unwrap();
+
     assert_eq!(
         edge.metric("hearth_edge_reloads_total{result=\"failure\"}"),
-        Some(2.0)
+        Some(3.0)
     );
     assert_eq!(
         edge.metric("hearth_edge_reloads_total{result=\"success\"}"),
