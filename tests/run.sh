@@ -15,6 +15,7 @@ PACKAGES=(
     prometheus                     # promtool: checks the /metrics exposition
     docker-compose                 # validates deploy/docker-compose.yaml (no engine needed)
     systemd                        # systemd-analyze: verifies deploy/systemd/*.service
+    pebble                         # ACME test CA (pebble, pebble-challtestsrv)
 )
 
 step() { printf '\n=== %s\n' "$*"; }

@@ -32,8 +32,8 @@ pub struct AdminState {
     pub health: Arc<Health>,
     /// The counters.
     pub metrics: Arc<Metrics>,
-    /// Certificates, for their expiry.
-    pub certs: Arc<CertStore>,
+    /// Certificates (files and local CA, then ACME), for their expiry.
+    pub certs: Vec<Arc<CertStore>>,
     /// Unix time the process started.
     pub start_time: u64,
 }
@@ -154,7 +154,9 @@ async fn answer(mut stream: TcpStream, state: &AdminState) {
             ),
         },
         "/metrics" => {
-            let certificates = state.certs.expiries();
+            let mut certificates: Vec<(String, i64)> =
+                state.certs.iter().flat_map(|c| c.expiries()).collect();
+            certificates.sort();
             let text = prometheus::render(
                 &state.metrics,
                 &prometheus::Context {

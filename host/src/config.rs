@@ -40,6 +40,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Where the admin endpoints are served, if anywhere.
     pub admin_listen: Option<SocketAddr>,
+    /// Address of the plain HTTP listener (ACME HTTP-01, redirect to https).
+    pub http_listen: Option<SocketAddr>,
     /// The routing policy.
     pub policy: PolicySettings,
     /// A policy run after each live decision for comparison only.
@@ -135,6 +137,70 @@ pub struct TlsSettings {
     pub certificates: Vec<LoadedCertificate>,
     /// The local CA, when configured.
     pub local_ca: Option<LocalCaSettings>,
+    /// ACME, when `tls.names` is not empty.
+    pub acme: Option<AcmeSettings>,
+    /// Certificates written to files.
+    pub export: Vec<ExportSettings>,
+}
+
+/// `tls.names` and `tls.acme`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    /// The names managed by ACME, one certificate each.
+    pub names: Vec<String>,
+    /// The CA's directory URL.
+    pub directory: String,
+    /// Account contacts.
+    pub contact: Vec<String>,
+    /// Account key and certificates.
+    pub cache_dir: PathBuf,
+    /// The challenge the CA validates.
+    pub challenge: Challenge,
+    /// Roots trusted for the directory (DER); the Web PKI when empty.
+    pub ca_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+}
+
+/// `tls.acme.challenge`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// TLS-ALPN-01, answered on the TLS listener.
+    TlsAlpn01,
+    /// HTTP-01, answered on `http_listen`.
+    Http01,
+}
+
+/// One `tls.export` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportSettings {
+    /// The ACME name.
+    pub name: String,
+    /// Chain file.
+    pub cert: PathBuf,
+    /// Key file.
+    pub key: PathBuf,
+    /// Run after each write that changed the files.
+    pub on_renew: Option<OnRenew>,
+}
+
+/// `tls.export[].on_renew`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnRenew {
+    /// Send `signal` to the pid read from `pid_file`.
+    Signal {
+        /// The signal number.
+        signal: i32,
+        /// Its name as configured, for logs.
+        name: String,
+        /// The pid file.
+        pid_file: PathBuf,
+    },
+    /// Run `argv` (no shell), killed after `timeout`.
+    Command {
+        /// Program and arguments.
+        argv: Vec<String>,
+        /// Longest run.
+        timeout: Duration,
+    },
 }
 
 /// `tls.local_ca`.
@@ -216,6 +282,10 @@ pub const DEFAULT_MAX_CONCURRENT_CONNS: u64 = 10_000;
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 /// ALPN offered for a backend that does not list its own.
 pub const DEFAULT_ALPN: &[&str] = &["http/1.1"];
+/// Default `tls.acme.directory`: Let's Encrypt's production CA.
+pub const DEFAULT_ACME_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Default `tls.export[].on_renew.timeout`: a service restart fits in it.
+pub const DEFAULT_ON_RENEW_TIMEOUT: Duration = Duration::from_secs(30);
 /// Smallest `policy.limits.max_memory`: one 64 KiB wasm page.
 pub const MIN_POLICY_MEMORY: u64 = 64 * 1024;
 
@@ -224,6 +294,7 @@ pub const MIN_POLICY_MEMORY: u64 = 64 * 1024;
 pub const EMBEDDED_PROFILE: &str = "\
 listen: \"127.0.0.1:8443\"
 admin_listen: \"127.0.0.1:9180\"
+http_listen: \"127.0.0.1:8080\"
 policy:
   config: { domain: hearth.localhost }
   on_error: reject
@@ -466,6 +537,28 @@ mod tests {
         );
         assert_eq!(config.limits.drain_timeout, Duration::from_secs(25));
         assert_eq!(config.reload_watch_interval, Some(Duration::from_secs(5)));
+        assert_eq!(config.http_listen, Some("0.0.0.0:8080".parse().unwrap()));
+        let acme = config.tls.acme.as_ref().unwrap();
+        assert_eq!(acme.names, ["media.hearth.example", "cdn.hearth.example"]);
+        assert_eq!(acme.challenge, Challenge::Http01);
+        assert_eq!(acme.ca_roots.len(), 1);
+        assert!(acme.cache_dir.ends_with("target-acme-unused"));
+        let export = &config.tls.export;
+        assert_eq!(
+            export[0].on_renew,
+            Some(OnRenew::Signal {
+                signal: libc::SIGHUP,
+                name: "SIGHUP".to_owned(),
+                pid_file: PathBuf::from("/run/livekit.pid"),
+            })
+        );
+        assert_eq!(
+            export[1].on_renew,
+            Some(OnRenew::Command {
+                argv: vec!["systemctl".into(), "restart".into(), "livekit".into()],
+                timeout: Duration::from_secs(60),
+            })
+        );
     }
 
     #[test]
@@ -490,6 +583,30 @@ mod tests {
             config.policy.limits.init_timeout,
             hearth_edge_policy::DEFAULT_INIT_TIMEOUT
         );
+        assert!(config.http_listen.is_none());
+        assert!(config.tls.acme.is_none());
+    }
+
+    #[test]
+    fn acme_defaults_to_lets_encrypt_with_tls_alpn_01_in_the_data_dir() {
+        let text =
+            "listen: \"127.0.0.1:0\"\npolicy: { path: p.wasm }\ntls: { names: [a.example] }\n";
+        let cx_dir = PathBuf::from("/var/lib/edge");
+        let raw = serde_yaml::from_str(text).unwrap();
+        let config = validate::validate(
+            raw,
+            &validate::Context {
+                base_dir: Path::new("/etc"),
+                policy_override: Some(Path::new("/p.wasm")),
+                default_data_dir: Some(cx_dir.clone()),
+            },
+        )
+        .unwrap();
+        let acme = config.tls.acme.unwrap();
+        assert_eq!(acme.directory, DEFAULT_ACME_DIRECTORY);
+        assert_eq!(acme.challenge, Challenge::TlsAlpn01);
+        assert_eq!(acme.cache_dir, cx_dir.join("acme"));
+        assert!(acme.ca_roots.is_empty() && acme.contact.is_empty());
     }
 
     #[test]
@@ -516,6 +633,11 @@ mod tests {
         assert_eq!(
             config.listen,
             ["127.0.0.1:8443".parse::<SocketAddr>().unwrap()]
+        );
+        // Plain HTTP redirects to https, as on a server's :80.
+        assert_eq!(
+            config.http_listen,
+            Some("127.0.0.1:8080".parse::<SocketAddr>().unwrap())
         );
         assert_eq!(config.backends.len(), 3);
         assert_eq!(

@@ -30,6 +30,8 @@ pub enum Outcome {
     Reject,
     /// Ended by an error before a route was established.
     Error,
+    /// An ACME TLS-ALPN-01 validation answered by the edge itself.
+    Acme,
 }
 
 /// Distinct labels kept per labelled counter; further labels count under
@@ -47,7 +49,7 @@ pub struct Metrics {
     pub active: AtomicU64,
     /// Connections closed on accept because `max_concurrent_conns` was reached.
     pub limit_rejected: AtomicU64,
-    closed: [AtomicU64; 4],
+    closed: [AtomicU64; 5],
     /// Backend dials that failed or timed out (all backends).
     pub dial_failures: AtomicU64,
     /// TLS handshakes (terminate) that failed or timed out.
@@ -79,6 +81,18 @@ pub struct Metrics {
     pub shadow_disagreements: AtomicU64,
     /// Shadow comparisons skipped because too many were in flight.
     pub shadow_skipped: AtomicU64,
+    /// ACME events that failed (orders, cache reads and writes).
+    pub acme_errors: AtomicU64,
+    /// `tls.export` writes that failed.
+    pub export_failures: AtomicU64,
+    /// `on_renew` actions that failed or timed out.
+    pub on_renew_failures: AtomicU64,
+    /// Certificate files reloaded after a change.
+    pub cert_reloads: AtomicU64,
+    /// Changed certificate files refused (the old certificate stays).
+    pub cert_reload_failures: AtomicU64,
+    /// Responses of the HTTP listener by status code.
+    http_responses: Labelled<String>,
 }
 
 /// A point-in-time copy of every counter.
@@ -150,11 +164,12 @@ const DIAL_SECONDS: &[f64] = &[
 // === impl Outcome ===
 
 impl Outcome {
-    const ALL: [Outcome; 4] = [
+    const ALL: [Outcome; 5] = [
         Outcome::Passthrough,
         Outcome::Terminate,
         Outcome::Reject,
         Outcome::Error,
+        Outcome::Acme,
     ];
 
     /// The label used in logs and metrics.
@@ -164,6 +179,7 @@ impl Outcome {
             Outcome::Terminate => "terminate",
             Outcome::Reject => "reject",
             Outcome::Error => "error",
+            Outcome::Acme => "acme",
         }
     }
 }
@@ -196,6 +212,12 @@ impl Default for Metrics {
             shadow_decisions: AtomicU64::new(0),
             shadow_disagreements: AtomicU64::new(0),
             shadow_skipped: AtomicU64::new(0),
+            acme_errors: AtomicU64::new(0),
+            export_failures: AtomicU64::new(0),
+            on_renew_failures: AtomicU64::new(0),
+            cert_reloads: AtomicU64::new(0),
+            cert_reload_failures: AtomicU64::new(0),
+            http_responses: Labelled::default(),
         }
     }
 }
@@ -216,6 +238,16 @@ impl Metrics {
     /// Counts a rejection.
     pub fn reject(&self, reason: &str) {
         self.rejects.add_str(reason, 1);
+    }
+
+    /// Counts a response of the HTTP listener.
+    pub fn http_response(&self, status: u16) {
+        self.http_responses.add_str(&status.to_string(), 1);
+    }
+
+    /// Responses of the HTTP listener by status code.
+    pub fn http_responses(&self) -> BTreeMap<String, u64> {
+        self.http_responses.snapshot()
     }
 
     /// Counts a policy failure.

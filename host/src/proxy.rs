@@ -8,6 +8,7 @@
 //! - `proxy/proxy_protocol.rs`: PROXY v2 headers.
 //! - `proxy/copy.rs`: the two-way relay with half-close and idle timeout.
 //! - `proxy/shadow.rs`: the shadow policy, compared off the critical path.
+//! - `proxy/redirect.rs`: `http_listen` (ACME HTTP-01, 301 to https).
 //!
 //! [`Edge`] ties them together: the state connections read is one
 //! [`Shared`] generation, which [`Reloader::swap`] replaces whole; each
@@ -20,6 +21,7 @@ pub(crate) mod copy;
 mod listener;
 mod passthrough;
 pub mod proxy_protocol;
+mod redirect;
 pub mod reject;
 mod shadow;
 mod terminate;
@@ -43,7 +45,7 @@ pub use listener::bind as bind_listener;
 use crate::config::Config;
 use crate::http::Http;
 use crate::metrics::Metrics;
-use crate::tls::{self, CertSource};
+use crate::tls::{self, CertSource, Challenges};
 use crate::upstream::Upstreams;
 
 /// Something that decides what happens to a connection: the wasm policy, or
@@ -90,6 +92,17 @@ pub(crate) struct Shared {
     upstreams: Arc<Upstreams>,
     /// The HTTP mode's state (`http.rs`).
     http: Arc<Http>,
+    /// What stays from start across reloads.
+    fixed: Fixed,
+}
+
+/// What a reload does not change: the ACME validations the edge answers
+/// (ACME runs from start to stop), and the TLS port `http_listen`
+/// redirects to (the listeners stay bound).
+#[derive(Clone, Default)]
+pub(crate) struct Fixed {
+    challenges: Option<Arc<dyn Challenges>>,
+    https_port: u16,
 }
 
 /// The current generation; accepts take a snapshot, reloads replace it.
@@ -100,6 +113,7 @@ type Live = RwLock<Arc<Shared>>;
 pub struct Reloader {
     live: Arc<Live>,
     metrics: Arc<Metrics>,
+    fixed: Fixed,
 }
 
 /// How a drain ended.
@@ -129,6 +143,7 @@ pub enum StartError {
 pub struct Edge {
     listeners: Vec<(TcpListener, SocketAddr, Serve)>,
     live: Arc<Live>,
+    fixed: Fixed,
     metrics: Arc<Metrics>,
     /// Connections allowed at once: `max_concurrent_conns` at bind time.
     permits: usize,
@@ -157,13 +172,27 @@ impl Edge {
         certs: Arc<dyn CertSource>,
     ) -> Result<Edge, StartError> {
         let metrics = Arc::new(Metrics::default());
-        let shared = Shared::new(config.clone(), policy, shadow, certs, metrics.clone())?;
+        Edge::bind_full(config, policy, shadow, certs, None, metrics)
+    }
+
+    /// [`Edge::bind_with_shadow`], with the ACME validations to answer
+    /// (`challenges`) and the counters to use.
+    pub fn bind_full(
+        config: Arc<Config>,
+        policy: Arc<dyn Decide>,
+        shadow: Option<Arc<dyn Decide>>,
+        certs: Arc<dyn CertSource>,
+        challenges: Option<Arc<dyn Challenges>>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Edge, StartError> {
         let mut listeners = Vec::new();
         let plain = config
             .plain_listen
             .iter()
             .map(|p| (p.addr, Serve::PlainHttp(p.routes.as_str().into())));
-        for (addr, serve) in config.listen.iter().map(|&a| (a, Serve::Tls)).chain(plain) {
+        let redirect = config.http_listen.map(|a| (a, Serve::Redirect));
+        let all = config.listen.iter().map(|&a| (a, Serve::Tls));
+        for (addr, serve) in all.chain(plain).chain(redirect) {
             let listener =
                 listener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
             let local = listener
@@ -171,9 +200,22 @@ impl Edge {
                 .map_err(|source| StartError::Bind { addr, source })?;
             listeners.push((listener, local, serve));
         }
+        let fixed = Fixed {
+            challenges,
+            https_port: listeners.first().map_or(0, |(_, addr, _)| addr.port()),
+        };
+        let shared = Shared::new(
+            config.clone(),
+            policy,
+            shadow,
+            certs,
+            metrics.clone(),
+            fixed.clone(),
+        )?;
         Ok(Edge {
             listeners,
             live: Arc::new(RwLock::new(Arc::new(shared))),
+            fixed,
             metrics,
             permits: config
                 .limits
@@ -188,6 +230,7 @@ impl Edge {
         Reloader {
             live: self.live.clone(),
             metrics: self.metrics.clone(),
+            fixed: self.fixed.clone(),
         }
     }
 
@@ -207,6 +250,14 @@ impl Edge {
             .filter(|(_, _, serve)| matches!(serve, Serve::PlainHttp(_)))
             .map(|(_, addr, _)| *addr)
             .collect()
+    }
+
+    /// The bound address of `http_listen`, when set.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(_, _, serve)| matches!(serve, Serve::Redirect))
+            .map(|(_, addr, _)| *addr)
     }
 
     /// The counters, live.
@@ -292,6 +343,7 @@ impl Shared {
         shadow: Option<Arc<dyn Decide>>,
         certs: Arc<dyn CertSource>,
         metrics: Arc<Metrics>,
+        fixed: Fixed,
     ) -> Result<Shared, StartError> {
         let tls = tls::server_configs(&config, certs)?;
         let upstreams = Arc::new(Upstreams::new(&config));
@@ -305,6 +357,7 @@ impl Shared {
             metrics,
             upstreams,
             http,
+            fixed,
         })
     }
 }
@@ -338,6 +391,7 @@ impl Reloader {
             shadow,
             certs,
             self.metrics.clone(),
+            self.fixed.clone(),
         )?);
         match self.live.write() {
             Ok(mut guard) => *guard = next,

@@ -6,12 +6,19 @@
 //! - `tls/files.rs`: PEM certificate + key files from the config.
 //! - `tls/local_ca.rs`: the self-signed local CA of the embedded profile.
 //! - `tls/expiry.rs`: a certificate's `notAfter`, for the expiry metric.
+//! - `tls/reload.rs`: watches the certificate files and swaps changed ones in.
+//! - `tls/acme.rs`: ACME certificates for `tls.names`, and the answers to
+//!   the CA's validations.
+//! - `tls/export.rs`: ACME certificates written to files, and `on_renew`.
 //!
 //! The handshake itself runs in `proxy/terminate.rs`.
 
+pub mod acme;
 pub mod expiry;
+pub mod export;
 pub mod files;
 pub mod local_ca;
+pub mod reload;
 pub mod store;
 
 use std::collections::HashMap;
@@ -20,7 +27,8 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 
-pub use store::{CertSource, CertStore, Resolver};
+pub use acme::Challenges;
+pub use store::{CertSource, CertStore, Layered, Resolver};
 
 use crate::config::Config;
 

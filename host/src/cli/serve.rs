@@ -22,8 +22,10 @@ use crate::admin::{self, AdminState, Health};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::proxy::{Decide, Edge, Reloader};
+use crate::tls::acme::Acme;
 use crate::tls::local_ca::{self, LocalCa};
-use crate::tls::{CertSource, CertStore};
+use crate::tls::reload::FileCerts;
+use crate::tls::{CertSource, CertStore, Challenges, Layered};
 
 /// The shipped default policy, relative to the current directory.
 const DEFAULT_POLICY_PATH: &str = "policies/hearth.wasm";
@@ -142,18 +144,10 @@ fn load_policies(config: &Config, runtime: &Runtime) -> anyhow::Result<Policies>
 /// A certificate for one name.
 type CertEntry = (String, Arc<CertifiedKey>);
 
-/// Certificates from files, then the local CA's leaf (files win on a shared
-/// name).
-fn cert_entries(config: &Config) -> anyhow::Result<(Vec<CertEntry>, Option<LocalCa>)> {
+/// The local CA's leaf for its names (certificate files, watched by
+/// `tls/reload.rs`, win on a shared name).
+fn local_entries(config: &Config) -> anyhow::Result<(Vec<CertEntry>, Option<LocalCa>)> {
     let mut entries = Vec::new();
-    for loaded in &config.tls.certificates {
-        entries.extend(
-            loaded
-                .names
-                .iter()
-                .map(|name| (name.clone(), loaded.key.clone())),
-        );
-    }
     let mut local = None;
     if let Some(settings) = &config.tls.local_ca {
         let ca = LocalCa::load_or_create(&settings.dir)?;
@@ -175,19 +169,42 @@ async fn serve(
     runtime: Runtime,
     policies: Policies,
 ) -> anyhow::Result<()> {
-    let (entries, local_ca) = cert_entries(&config)?;
+    let metrics = Arc::new(Metrics::default());
+    let (entries, local_ca) = local_entries(&config)?;
     let store = Arc::new(CertStore::new());
-    store.replace(entries);
+    let files = Arc::new(FileCerts::new(
+        store.clone(),
+        config.tls.certificates.clone(),
+        entries,
+        metrics.clone(),
+    ));
+    tokio::spawn(files.clone().watch());
     let names = store.names();
+    // ACME certificates first: a name is either ACME's or a file's
+    // (validation refuses both).
+    let mut stores = vec![store.clone()];
+    let mut challenges: Option<Arc<dyn Challenges>> = None;
+    if let Some(settings) = &config.tls.acme {
+        let acme = Acme::start(settings, &config.tls.export, metrics.clone())?;
+        stores.insert(0, acme.certificates());
+        challenges = Some(Arc::new(acme));
+    }
+    let certs: Arc<dyn CertSource> = Arc::new(Layered(
+        stores
+            .iter()
+            .map(|s| s.clone() as Arc<dyn CertSource>)
+            .collect(),
+    ));
     let policy_name = policies.live.name().to_owned();
     let shadow_name = policies.shadow.as_ref().map(|p| p.name().to_owned());
-    let edge = Edge::bind_with_shadow(
+    let edge = Edge::bind_full(
         config.clone(),
         Arc::new(policies.live),
         policies.shadow.map(|p| Arc::new(p) as Arc<dyn Decide>),
-        store.clone() as Arc<dyn CertSource>,
+        certs.clone(),
+        challenges,
+        metrics.clone(),
     )?;
-    let metrics = edge.metrics();
     metrics.loaded(unix_now());
     let health = Arc::new(Health::default());
     let (stop_admin, admin_stopped) = watch::channel(false);
@@ -200,7 +217,7 @@ async fn serve(
             let state = Arc::new(AdminState {
                 health: health.clone(),
                 metrics: metrics.clone(),
-                certs: store.clone(),
+                certs: stores,
                 start_time: unix_now(),
             });
             tokio::spawn(admin::serve(listener, state, admin_stopped));
@@ -212,9 +229,11 @@ async fn serve(
         listen = ?addrs,
         admin = ?admin_addr,
         plain_listen = ?edge.plain_addrs(),
+        http_listen = ?edge.http_addr(),
         policy = %policy_name,
         shadow = %shadow_name.as_deref().unwrap_or("-"),
         certificates = ?names,
+        acme_names = ?config.tls.acme.as_ref().map(|a| &a.names),
         "edge started"
     );
     if let (Some(ca), Some(settings)) = (&local_ca, &config.tls.local_ca) {
@@ -232,7 +251,8 @@ async fn serve(
         started: config,
         runtime,
         reloader: edge.reloader(),
-        store,
+        files,
+        certs,
         metrics,
         watched,
     };
@@ -258,7 +278,10 @@ struct Reload {
     started: Arc<Config>,
     runtime: Runtime,
     reloader: Reloader,
-    store: Arc<CertStore>,
+    /// Certificate files and the local CA's leaf.
+    files: Arc<FileCerts>,
+    /// Every certificate source (ACME's does not change on reload).
+    certs: Arc<dyn CertSource>,
     metrics: Arc<Metrics>,
     /// The watched files as of the last load or reload attempt.
     watched: Mutex<Vec<FileStamp>>,
@@ -315,7 +338,7 @@ impl Reload {
         let loaded = tokio::task::spawn_blocking(move || {
             let config = source.load()?;
             let policies = load_policies(&config, &runtime)?;
-            let (entries, _) = cert_entries(&config)?;
+            let (entries, _) = local_entries(&config)?;
             anyhow::Ok((config, policies, entries))
         })
         .await
@@ -342,19 +365,19 @@ impl Reload {
         self.warn_fixed(&config);
         let policy = policies.live.name().to_owned();
         let shadow = policies.shadow.as_ref().map(|p| p.name().to_owned());
+        let certificates = config.tls.certificates.clone();
         self.reloader.swap(
             Arc::new(config),
             Arc::new(policies.live),
             policies.shadow.map(|p| Arc::new(p) as Arc<dyn Decide>),
-            self.store.clone() as Arc<dyn CertSource>,
+            self.certs.clone(),
         )?;
         // New certificates for every generation: a name keeps one
         // certificate, the newest.
-        self.store.replace(entries);
+        self.files.set(certificates, entries);
         info!(
             policy = %policy,
             shadow = %shadow.as_deref().unwrap_or("-"),
-            certificates = ?self.store.names(),
             "reloaded"
         );
         Ok(())
@@ -376,6 +399,12 @@ impl Reload {
         }
         if next.reload_watch_interval != started.reload_watch_interval {
             warn!("reload.watch_interval changes take effect at restart");
+        }
+        if next.http_listen != started.http_listen
+            || next.tls.acme != started.tls.acme
+            || next.tls.export != started.tls.export
+        {
+            warn!("http_listen, tls.names, tls.acme and tls.export changes take effect at restart");
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct RawConfig {
     /// `admin_listen`: where `/healthz`, `/readyz` and `/metrics` are
     /// served; no admin listener when absent.
     pub admin_listen: Option<ListenAddr>,
+    /// `http_listen`: ACME HTTP-01 and the redirect to https; off when absent.
+    pub http_listen: Option<ListenAddr>,
     /// `policy`.
     pub policy: RawPolicy,
     /// `shadow`: a second policy run after each live decision, for
@@ -166,6 +168,70 @@ pub struct RawTls {
     pub certificates: Vec<RawCertificate>,
     /// A local CA that issues a leaf for the given names.
     pub local_ca: Option<RawLocalCa>,
+    /// Names whose certificates the edge gets by ACME.
+    #[serde(default)]
+    pub names: Vec<Hostname>,
+    /// The ACME account and CA.
+    pub acme: Option<RawAcme>,
+    /// ACME certificates written to files for backends.
+    #[serde(default)]
+    pub export: Vec<RawExport>,
+}
+
+/// `tls.acme`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    /// The CA's directory URL.
+    pub directory: Option<String>,
+    /// Account contacts (`mailto:ops@example.com`).
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// Where the account key and certificates are kept.
+    pub cache_dir: Option<PathBuf>,
+    /// Which challenge the CA is asked to validate.
+    pub challenge: Option<RawChallenge>,
+    /// PEM root(s) to trust for the directory instead of the Web PKI.
+    pub ca_root: Option<PathBuf>,
+}
+
+/// `tls.acme.challenge`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum RawChallenge {
+    /// TLS-ALPN-01 on the TLS listener.
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    /// HTTP-01 on `http_listen`.
+    #[serde(rename = "http-01")]
+    Http01,
+}
+
+/// One entry of `tls.export`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExport {
+    /// The ACME name whose certificate is written.
+    pub name: Hostname,
+    /// PEM chain file, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key file (mode 0600).
+    pub key: PathBuf,
+    /// What to do after the files were rewritten.
+    pub on_renew: Option<RawOnRenew>,
+}
+
+/// `tls.export[].on_renew`: a signal to a process or a command.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOnRenew {
+    /// Signal name (`HUP`, `USR1`...), sent to the pid in `pid_file`.
+    pub signal: Option<String>,
+    /// File holding the pid to signal.
+    pub pid_file: Option<PathBuf>,
+    /// A command to run, as an argv list (no shell).
+    pub command: Option<Vec<String>>,
+    /// Longest the command may run before it is killed.
+    pub timeout: Option<ConfigDuration>,
 }
 
 /// One entry of `tls.certificates`.

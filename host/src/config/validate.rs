@@ -15,15 +15,16 @@ use hearth_edge_policy::harness::{ConfigError as PolicyConfigError, config_map};
 use super::duration::ConfigDuration;
 use super::http::{self, RawPoolFields};
 use super::raw::{
-    RawBackend, RawConfig, RawLevel, RawLimits, RawLog, RawPolicy, RawPolicyLimits,
-    RawProxyProtocol, RawShadow, RawTls,
+    RawAcme, RawBackend, RawChallenge, RawConfig, RawExport, RawLevel, RawLimits, RawLog,
+    RawOnRenew, RawPolicy, RawPolicyLimits, RawProxyProtocol, RawShadow, RawTls,
 };
-use super::values::{BackendName, ListenAddr, ListenList};
+use super::values::{BackendName, Hostname, ListenAddr, ListenList};
 use super::{
-    Backend, Config, ConnLimits, DEFAULT_ALPN, DEFAULT_BACKEND_DIAL_TIMEOUT,
-    DEFAULT_CLIENT_HELLO_MAX_BYTES, DEFAULT_CLIENT_HELLO_TIMEOUT, DEFAULT_DRAIN_TIMEOUT,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONCURRENT_CONNS, LocalCaSettings, LogSettings,
-    MAX_CLIENT_HELLO_MAX_BYTES, MIN_CLIENT_HELLO_MAX_BYTES, MIN_POLICY_MEMORY, OnError,
+    AcmeSettings, Backend, Challenge, Config, ConnLimits, DEFAULT_ACME_DIRECTORY, DEFAULT_ALPN,
+    DEFAULT_BACKEND_DIAL_TIMEOUT, DEFAULT_CLIENT_HELLO_MAX_BYTES, DEFAULT_CLIENT_HELLO_TIMEOUT,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONCURRENT_CONNS,
+    DEFAULT_ON_RENEW_TIMEOUT, ExportSettings, LocalCaSettings, LogSettings,
+    MAX_CLIENT_HELLO_MAX_BYTES, MIN_CLIENT_HELLO_MAX_BYTES, MIN_POLICY_MEMORY, OnError, OnRenew,
     PolicySettings, ShadowSettings, TlsSettings,
 };
 use crate::tls::files;
@@ -58,13 +59,14 @@ fn fail<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, Fie
 pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> {
     let listen = listen(&raw.listen)?;
     let admin_listen = admin_listen(raw.admin_listen, &listen)?;
+    let http_listen = http_listen(raw.http_listen.as_ref(), &listen, admin_listen)?;
     let backends = backends(raw.backends)?;
     let http_routes = http::route_sets(raw.http_routes, &backends)?;
     let plain_listen = http::plain_listeners(raw.plain_listen, &http_routes, &listen)?;
     let policy = policy(raw.policy, &backends, cx)?;
     let shadow = raw.shadow.map(|s| shadow(s, cx)).transpose()?;
     let limits = limits(raw.limits)?;
-    let tls = tls(raw.tls, cx)?;
+    let tls = tls(raw.tls, http_listen.is_some(), cx)?;
     let log = log(&raw.log);
     let reload_watch_interval = match raw.reload.watch_interval {
         Some(ConfigDuration(d)) if d.is_zero() => {
@@ -75,6 +77,7 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
     Ok(Config {
         listen,
         admin_listen,
+        http_listen,
         policy,
         shadow,
         limits,
@@ -117,6 +120,26 @@ fn admin_listen(
         );
     }
     Ok(Some(addr))
+}
+
+fn http_listen(
+    raw: Option<&ListenAddr>,
+    listen: &[SocketAddr],
+    admin: Option<SocketAddr>,
+) -> Result<Option<SocketAddr>, FieldError> {
+    let Some(ListenAddr(addr)) = raw else {
+        return Ok(None);
+    };
+    if listen.contains(addr) {
+        return fail(
+            "http_listen",
+            format!("{addr} is already a TLS listen address"),
+        );
+    }
+    if admin == Some(*addr) {
+        return fail("http_listen", format!("{addr} is also admin_listen"));
+    }
+    Ok(Some(*addr))
 }
 
 fn backends(
@@ -298,7 +321,7 @@ fn limits(raw: RawLimits) -> Result<ConnLimits, FieldError> {
     })
 }
 
-fn tls(raw: RawTls, cx: &Context<'_>) -> Result<TlsSettings, FieldError> {
+fn tls(raw: RawTls, has_http: bool, cx: &Context<'_>) -> Result<TlsSettings, FieldError> {
     let mut certificates = Vec::new();
     for (i, c) in raw.certificates.into_iter().enumerate() {
         let cert_path = cx.base_dir.join(&c.cert);
@@ -338,10 +361,185 @@ fn tls(raw: RawTls, cx: &Context<'_>) -> Result<TlsSettings, FieldError> {
             })
         }
     };
+    let acme = acme(&raw.names, raw.acme, &certificates, has_http, cx)?;
+    let export = export(raw.export, acme.as_ref(), cx)?;
     Ok(TlsSettings {
         certificates,
         local_ca,
+        acme,
+        export,
     })
+}
+
+/// `tls.names` and `tls.acme`: ACME is on when names are listed.
+fn acme(
+    names: &[Hostname],
+    raw: Option<RawAcme>,
+    certificates: &[files::LoadedCertificate],
+    has_http: bool,
+    cx: &Context<'_>,
+) -> Result<Option<AcmeSettings>, FieldError> {
+    if names.is_empty() {
+        if raw.is_some() {
+            return fail("tls.acme", "no tls.names to get certificates for");
+        }
+        return Ok(None);
+    }
+    let mut seen = HashSet::new();
+    for (i, Hostname(name)) in names.iter().enumerate() {
+        let field = format!("tls.names[{i}]");
+        if name.starts_with("*.") {
+            return fail(
+                field,
+                format!("{name}: wildcard names need DNS-01, which the edge does not answer"),
+            );
+        }
+        if !seen.insert(name.as_str()) {
+            return fail(field, format!("duplicate name {name}"));
+        }
+        if let Some(j) = certificates.iter().position(|c| c.names.contains(name)) {
+            return fail(
+                field,
+                format!("{name} is also served from tls.certificates[{j}]"),
+            );
+        }
+    }
+    let raw = raw.unwrap_or_default();
+    let directory = raw
+        .directory
+        .unwrap_or_else(|| DEFAULT_ACME_DIRECTORY.to_owned());
+    if !directory.starts_with("https://") {
+        return fail(
+            "tls.acme.directory",
+            format!("{directory:?} is not an https:// URL"),
+        );
+    }
+    for (i, contact) in raw.contact.iter().enumerate() {
+        if !contact.starts_with("mailto:") || contact.len() <= "mailto:".len() {
+            return fail(
+                format!("tls.acme.contact[{i}]"),
+                format!("{contact:?} is not a mailto: address"),
+            );
+        }
+    }
+    let challenge = match raw.challenge.unwrap_or(RawChallenge::TlsAlpn01) {
+        RawChallenge::TlsAlpn01 => Challenge::TlsAlpn01,
+        RawChallenge::Http01 if !has_http => {
+            return fail(
+                "tls.acme.challenge",
+                "http-01 is answered on http_listen, which is not set",
+            );
+        }
+        RawChallenge::Http01 => Challenge::Http01,
+    };
+    let cache_dir = match (raw.cache_dir, &cx.default_data_dir) {
+        (Some(dir), _) => cx.base_dir.join(dir),
+        (None, Some(dir)) => dir.join("acme"),
+        (None, None) => {
+            return fail(
+                "tls.acme.cache_dir",
+                "no default data directory (set XDG_DATA_HOME or HOME, or give cache_dir)",
+            );
+        }
+    };
+    let ca_roots = match raw.ca_root {
+        None => Vec::new(),
+        Some(path) => {
+            let path = cx.base_dir.join(path);
+            files::load_roots(&path).map_err(|e| FieldError {
+                path: "tls.acme.ca_root".to_owned(),
+                message: e.to_string(),
+            })?
+        }
+    };
+    Ok(Some(AcmeSettings {
+        names: names.iter().map(|n| n.0.clone()).collect(),
+        directory,
+        contact: raw.contact,
+        cache_dir,
+        challenge,
+        ca_roots,
+    }))
+}
+
+/// `tls.export`: each entry names an ACME name.
+fn export(
+    raw: Vec<RawExport>,
+    acme: Option<&AcmeSettings>,
+    cx: &Context<'_>,
+) -> Result<Vec<ExportSettings>, FieldError> {
+    let mut out = Vec::new();
+    for (i, e) in raw.into_iter().enumerate() {
+        let name = e.name.0;
+        if !acme.is_some_and(|a| a.names.contains(&name)) {
+            return fail(
+                format!("tls.export[{i}].name"),
+                format!("{name} is not in tls.names"),
+            );
+        }
+        let on_renew = match e.on_renew {
+            None => None,
+            Some(raw) => Some(on_renew(raw, &format!("tls.export[{i}].on_renew"), cx)?),
+        };
+        out.push(ExportSettings {
+            name,
+            cert: cx.base_dir.join(e.cert),
+            key: cx.base_dir.join(e.key),
+            on_renew,
+        });
+    }
+    Ok(out)
+}
+
+/// Signals `on_renew` may send, by name.
+const SIGNALS: &[(&str, i32)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("TERM", libc::SIGTERM),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+];
+
+fn on_renew(raw: RawOnRenew, field: &str, cx: &Context<'_>) -> Result<OnRenew, FieldError> {
+    match (raw.signal, raw.pid_file, raw.command) {
+        (Some(signal), Some(pid_file), None) => {
+            if raw.timeout.is_some() {
+                return fail(format!("{field}.timeout"), "only a command has a timeout");
+            }
+            let upper = signal.to_ascii_uppercase();
+            let short = upper.strip_prefix("SIG").unwrap_or(&upper);
+            let Some(&(name, number)) = SIGNALS.iter().find(|(n, _)| *n == short) else {
+                let known: Vec<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
+                return fail(
+                    format!("{field}.signal"),
+                    format!(
+                        "unknown signal {signal:?} (expected one of: {})",
+                        known.join(", ")
+                    ),
+                );
+            };
+            Ok(OnRenew::Signal {
+                signal: number,
+                name: format!("SIG{name}"),
+                pid_file: cx.base_dir.join(pid_file),
+            })
+        }
+        (Some(_), None, None) => fail(format!("{field}.signal"), "needs pid_file"),
+        (None, Some(_), None) => fail(format!("{field}.pid_file"), "needs signal"),
+        (None, None, Some(argv)) => {
+            if argv.is_empty() || argv[0].is_empty() {
+                return fail(format!("{field}.command"), "must name a program");
+            }
+            let timeout = raw.timeout.map_or(DEFAULT_ON_RENEW_TIMEOUT, |d| d.0);
+            if timeout.is_zero() {
+                return fail(format!("{field}.timeout"), "must be more than 0");
+            }
+            Ok(OnRenew::Command { argv, timeout })
+        }
+        (None, None, None) => fail(field, "give either signal + pid_file or command"),
+        _ => fail(field, "give either signal + pid_file or command, not both"),
+    }
 }
 
 fn log(raw: &RawLog) -> LogSettings {

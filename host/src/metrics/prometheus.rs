@@ -258,6 +258,45 @@ pub fn render(m: &Metrics, cx: &Context<'_>) -> String {
         "Shadow comparisons skipped because too many were in flight.",
     );
     out.sample("shadow_skipped_total", &[], load(&m.shadow_skipped));
+
+    out.family(
+        "http_responses_total",
+        "counter",
+        "Responses of the HTTP listener (http_listen), by status code.",
+    );
+    for (code, n) in m.http_responses() {
+        out.sample("http_responses_total", &[("code", &code)], n);
+    }
+    for (name, help, value) in [
+        (
+            "acme_errors_total",
+            "ACME failures (orders, cache reads and writes); each is retried with backoff.",
+            &m.acme_errors,
+        ),
+        (
+            "certificate_export_failures_total",
+            "tls.export writes that failed.",
+            &m.export_failures,
+        ),
+        (
+            "on_renew_failures_total",
+            "on_renew actions that failed or timed out.",
+            &m.on_renew_failures,
+        ),
+        (
+            "certificate_reloads_total",
+            "Certificate files swapped in after a change.",
+            &m.cert_reloads,
+        ),
+        (
+            "certificate_reload_failures_total",
+            "Changed certificate files refused; the previous certificate stays.",
+            &m.cert_reload_failures,
+        ),
+    ] {
+        out.family(name, "counter", help);
+        out.sample(name, &[], load(value));
+    }
     out.0
 }
 

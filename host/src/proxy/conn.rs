@@ -1,6 +1,7 @@
-//! One connection, top to bottom: read the ClientHello, ask the policy,
-//! then pass through, terminate or reject; one `connection closed` line at
-//! the end. Every failure is a [`ConnError`] reported in [`report`], and
+//! One connection, top to bottom: read the ClientHello, answer it here if
+//! it is an ACME TLS-ALPN-01 validation of a name the edge manages, else ask
+//! the policy, then pass through, terminate or reject; one
+//! `connection closed` line at the end. Every failure is a [`ConnError`] reported in [`report`], and
 //! turned into what the client sees by `ConnError::alert` (`error.rs`).
 //!
 //! Neighbours: `proxy/listener.rs` spawns [`handle`]; the three routes are
@@ -25,6 +26,7 @@ use crate::config::{Backend, OnError, RouteSet};
 use crate::error::ConnError;
 use crate::http::{self, ConnInfo, Counting, Counts};
 use crate::metrics::{Outcome, track_active};
+use crate::tls::acme::ACME_TLS_ALPN;
 
 /// Bytes read from the socket at a time while waiting for the hello: a
 /// typical hello fits in one read, a post-quantum one in two.
@@ -196,6 +198,11 @@ async fn serve<'a>(
     .await?;
     record.sni = hello.server_name.clone();
     shared.metrics.hello_size(u64::from(hello.hello_bytes));
+    if let Some(tls) = acme_validation(shared, &hello) {
+        return answer_acme(shared, client, replay, tls)
+            .await
+            .map(Served::Done);
+    }
     let hello = policy_hello(hello, record.source, local);
     debug!(
         source = %record.source,
@@ -228,6 +235,37 @@ async fn serve<'a>(
             Ok(Served::Http(set, replay))
         }
     }
+}
+
+/// The challenge TLS config when `hello` is a TLS-ALPN-01 validation
+/// (ALPN exactly `acme-tls/1`, RFC 8737 §3) for a name the edge manages.
+/// Other names, the ones a backend gets certificates for itself, go to the
+/// policy like any connection.
+fn acme_validation(shared: &Shared, hello: &ClientHello) -> Option<Arc<rustls::ServerConfig>> {
+    let challenges = shared.fixed.challenges.as_ref()?;
+    if hello.alpn.len() != 1 || hello.alpn[0] != ACME_TLS_ALPN {
+        return None;
+    }
+    challenges.tls_alpn_01(hello.server_name.as_deref()?)
+}
+
+/// Completes the validation handshake with the challenge certificate; the
+/// CA closes the connection once it has seen the certificate.
+async fn answer_acme(
+    shared: &Shared,
+    client: &mut TcpStream,
+    replay: Vec<u8>,
+    tls: Arc<rustls::ServerConfig>,
+) -> Result<Outcome, ConnError> {
+    let timeout = shared.config.limits.client_hello_timeout;
+    let accept =
+        tokio_rustls::TlsAcceptor::from(tls).accept(terminate::Replay::new(replay, client));
+    let mut stream = tokio::time::timeout(timeout, accept)
+        .await
+        .map_err(|_| ConnError::HandshakeTimeout(timeout))?
+        .map_err(ConnError::Handshake)?;
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+    Ok(Outcome::Acme)
 }
 
 /// Turns the client away as the policy asked.

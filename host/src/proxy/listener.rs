@@ -14,7 +14,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::{Live, conn, current};
+use super::{Live, conn, current, redirect};
 
 /// Pending connections the kernel queues before `accept`: bursts of new
 /// TLS connections are common at :443.
@@ -66,6 +66,8 @@ pub enum Serve {
     Tls,
     /// Plain HTTP into this route set (`plain_listen`, `http.rs`).
     PlainHttp(Arc<str>),
+    /// `http_listen`: ACME HTTP-01 and 301 to https (`proxy/redirect.rs`).
+    Redirect,
 }
 
 /// Binds a TCP listener. IPv6 sockets are IPv6-only, so `0.0.0.0:443` and
@@ -137,6 +139,10 @@ pub async fn accept_loop(
                     permit,
                     closing.clone(),
                 ));
+            }
+            // One short request each: the drain waits for it (permit).
+            Serve::Redirect => {
+                tokio::spawn(redirect::handle(shared, stream, source, permit));
             }
             Serve::PlainHttp(set) => {
                 tokio::spawn(conn::handle_plain(

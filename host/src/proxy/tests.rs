@@ -68,14 +68,19 @@ async fn start(backends: &str, extra: &str, policy: impl Decide, certs: Arc<Cert
     .await
 }
 
-async fn start_yaml(yaml: &str, policy: impl Decide, certs: Arc<CertStore>) -> Running {
-    let config = Config::from_yaml(
+/// A config from test YAML; the policy path is never read.
+fn test_config(yaml: &str) -> Config {
+    Config::from_yaml(
         yaml,
         "test.yaml",
         Path::new("."),
         Some(Path::new("unused.wasm")),
     )
-    .unwrap();
+    .unwrap()
+}
+
+async fn start_yaml(yaml: &str, policy: impl Decide, certs: Arc<CertStore>) -> Running {
+    let config = test_config(yaml);
     let edge = Edge::bind(Arc::new(config), Arc::new(policy), certs).unwrap();
     let addr = edge.local_addrs()[0];
     let edge_metrics = edge.metrics();
@@ -152,19 +157,20 @@ fn by_name(hello: &ClientHello) -> Result<Decision, PolicyError> {
 
 /// A real ClientHello (rustls's) for `name`, as the bytes of its record.
 fn hello_bytes(name: &str) -> Vec<u8> {
-    let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+    hello_bytes_with_alpn(name, &[])
+}
+
+/// A TLS client trusting only `ca`, offering `alpn`.
+fn connector_trusting(ca: &LocalCa, alpn: &[&str]) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert_der().clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_root_certificates(roots)
         .with_no_client_auth();
-    let mut conn = rustls::ClientConnection::new(
-        Arc::new(config),
-        ServerName::try_from(name.to_owned()).unwrap(),
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    conn.write_tls(&mut out).unwrap();
-    out
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
 async fn connect(addr: SocketAddr) -> TcpStream {
@@ -293,15 +299,7 @@ async fn terminate_serves_the_certificate_for_the_sni_and_relays_plaintext() {
     let backends = format!("  echo: {{ addr: \"{echo}\", alpn: [h2, http/1.1] }}\n");
     let edge = start(&backends, "", by_name, store).await;
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.cert_der().clone()).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = connector_trusting(&ca, &["http/1.1"]);
     let tcp = connect(edge.addr).await;
     let name = ServerName::try_from("lk.hearth.test").unwrap();
     let mut tls = tokio::time::timeout(STEP, connector.connect(name, tcp))
@@ -589,13 +587,7 @@ async fn ipv4_and_ipv6_listeners_serve_side_by_side() {
     let yaml = format!(
         "listen: [\"127.0.0.1:0\", \"[::1]:0\"]\npolicy: {{ path: unused.wasm }}\nbackends:\n  echo: {{ addr: \"{echo}\" }}\n"
     );
-    let config = Config::from_yaml(
-        &yaml,
-        "test.yaml",
-        Path::new("."),
-        Some(Path::new("unused.wasm")),
-    )
-    .unwrap();
+    let config = test_config(&yaml);
     let edge = Edge::bind(
         Arc::new(config),
         Arc::new(by_source),
@@ -715,4 +707,134 @@ async fn many_concurrent_connections_each_get_their_own_bytes_back() {
         (m.accepted, m.active, m.closed["error"]),
         (CONNECTIONS as u64, 0, 0)
     );
+}
+
+// === ACME TLS-ALPN-01 ===
+
+/// Answers TLS-ALPN-01 for one name with a fixed config.
+#[derive(Debug)]
+struct OneName {
+    name: &'static str,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+impl crate::tls::Challenges for OneName {
+    fn tls_alpn_01(&self, server_name: &str) -> Option<Arc<rustls::ServerConfig>> {
+        (server_name == self.name).then(|| self.tls.clone())
+    }
+    fn http_01(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
+/// A real ClientHello (rustls's) for `name` offering `alpn`, as the bytes
+/// of its record.
+fn hello_bytes_with_alpn(name: &str, alpn: &[&str]) -> Vec<u8> {
+    let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let mut conn = rustls::ClientConnection::new(
+        Arc::new(config),
+        ServerName::try_from(name.to_owned()).unwrap(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    conn.write_tls(&mut out).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn acme_validations_of_managed_names_are_answered_before_the_policy() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let echo = echo_backend().await;
+    let dir = temp_dir("acme-alpn");
+    let ca = LocalCa::load_or_create(&dir).unwrap();
+    // The validation certificate for the managed name, served only with
+    // ALPN acme-tls/1.
+    let challenge_store = Arc::new(CertStore::new());
+    challenge_store.insert(
+        "managed.test",
+        ca.issue(&["managed.test".to_owned()]).unwrap(),
+    );
+    let mut challenge_tls = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(crate::tls::Resolver::new(challenge_store)));
+    challenge_tls.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    let challenges = Arc::new(OneName {
+        name: "managed.test",
+        tls: Arc::new(challenge_tls),
+    });
+    // The policy would reject managed.test; it must not even be asked.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let policy = move |hello: &ClientHello| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        by_name(hello)
+    };
+    let yaml = format!(
+        "listen: \"127.0.0.1:0\"\npolicy: {{ path: unused.wasm }}\nbackends:\n  echo: {{ addr: \"{echo}\" }}\n"
+    );
+    let config = test_config(&yaml);
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let edge = Edge::bind_full(
+        Arc::new(config),
+        Arc::new(policy),
+        None,
+        Arc::new(CertStore::new()),
+        Some(challenges),
+        metrics.clone(),
+    )
+    .unwrap();
+    let addr = edge.local_addrs()[0];
+    tokio::spawn(edge.run(std::future::pending()));
+    let edge = Running {
+        addr,
+        edge_metrics: metrics,
+    };
+
+    // 1. A validation of the managed name: the edge completes the handshake
+    //    with ALPN acme-tls/1 and the validation certificate.
+    let connector = connector_trusting(&ca, &["acme-tls/1"]);
+    let tcp = connect(edge.addr).await;
+    let tls = tokio::time::timeout(
+        STEP,
+        connector.connect(ServerName::try_from("managed.test").unwrap(), tcp),
+    )
+    .await
+    .unwrap()
+    .expect("the validation handshake completes");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"acme-tls/1"[..]));
+    drop(tls);
+    edge.wait_for("the validation", |m| m.closed["acme"] == 1)
+        .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the policy was not asked");
+
+    // 2. acme-tls/1 for a name the edge does not manage goes to the policy,
+    //    which passes it through (the backend runs its own ACME).
+    let hello = hello_bytes_with_alpn("pass.test", &["acme-tls/1"]);
+    let mut stream = connect(edge.addr).await;
+    stream.write_all(&hello).await.unwrap();
+    assert_eq!(read_exactly(&mut stream, hello.len()).await, hello);
+    drop(stream);
+    edge.wait_for("the passthrough", |m| m.closed["passthrough"] == 1)
+        .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // 3. The managed name with other ALPN besides acme-tls/1 is an ordinary
+    //    connection: the policy decides (here: reject).
+    let hello = hello_bytes_with_alpn("managed.test", &["h2", "acme-tls/1"]);
+    let mut stream = connect(edge.addr).await;
+    stream.write_all(&hello).await.unwrap();
+    let _ = read_to_end(&mut stream).await;
+    let m = edge
+        .wait_for("the rejection", |m| m.closed["reject"] == 1)
+        .await;
+    assert_eq!(m.closed["acme"], 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -18,8 +18,12 @@ pub struct LoadedCertificate {
     pub names: Vec<String>,
     /// The chain and signing key, ready for rustls.
     pub key: Arc<CertifiedKey>,
-    /// The certificate file, for logs.
+    /// The certificate file.
     pub cert_path: PathBuf,
+    /// The key file.
+    pub key_path: PathBuf,
+    /// Whether `names` came from the config rather than the certificate.
+    pub names_configured: bool,
 }
 
 /// A certificate or key file is unusable.
@@ -102,6 +106,44 @@ fn key_error_message(error: &rustls::Error) -> String {
     }
 }
 
+/// Roots in a PEM file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RootsError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file holds no PEM certificate.
+    #[error("{}: no PEM certificate found", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Reads every certificate of a PEM file (trust roots).
+pub fn load_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, RootsError> {
+    let pem = std::fs::read(path).map_err(|source| RootsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|_| RootsError::Parse {
+            path: path.to_owned(),
+        })?;
+    if roots.is_empty() {
+        return Err(RootsError::Parse {
+            path: path.to_owned(),
+        });
+    }
+    Ok(roots)
+}
+
 /// Reads `cert` (a PEM chain, leaf first) and `key`, checks they match, and
 /// takes the names from `names` or the leaf's DNS SANs.
 pub fn load(
@@ -130,6 +172,7 @@ pub fn load(
     let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| FileError::KeyParse {
         path: key.to_owned(),
     })?;
+    let names_configured = names.is_some();
     let names = match names {
         Some(names) => names,
         None => {
@@ -158,5 +201,13 @@ pub fn load(
         names,
         key: Arc::new(certified),
         cert_path: cert.to_owned(),
+        key_path: key.to_owned(),
+        names_configured,
     })
+}
+
+/// Reads `loaded`'s files again, with the same `names` setting.
+pub fn reload(loaded: &LoadedCertificate) -> Result<LoadedCertificate, FileError> {
+    let names = loaded.names_configured.then(|| loaded.names.clone());
+    load(&loaded.cert_path, &loaded.key_path, names)
 }

@@ -26,6 +26,10 @@ pub struct CertStore {
     by_name: RwLock<Arc<HashMap<String, Arc<CertifiedKey>>>>,
 }
 
+/// Several sources asked in order; the first with a certificate wins.
+#[derive(Debug)]
+pub struct Layered(pub Vec<Arc<dyn CertSource>>);
+
 /// Adapts a [`CertSource`] to rustls.
 #[derive(Debug)]
 pub struct Resolver {
@@ -52,6 +56,17 @@ impl CertStore {
             Ok(mut guard) => *guard = map,
             Err(poisoned) => *poisoned.into_inner() = map,
         }
+    }
+
+    /// Adds or replaces the entry for one `name`, keeping the others.
+    pub fn insert(&self, name: &str, key: Arc<CertifiedKey>) {
+        let mut guard = match self.by_name.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut map = HashMap::clone(&guard);
+        map.insert(name.to_ascii_lowercase(), key);
+        *guard = Arc::new(map);
     }
 
     /// Exact name first, then the wildcard one label up
@@ -121,6 +136,12 @@ impl CertSource for CertStore {
     }
 }
 
+impl CertSource for Layered {
+    fn certificate(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        self.0.iter().find_map(|s| s.certificate(server_name))
+    }
+}
+
 // === impl Resolver ===
 
 impl Resolver {
@@ -169,5 +190,24 @@ mod tests {
         assert!(store.lookup("one.example").is_none());
         assert!(store.lookup("two.example").is_some());
         assert_eq!(store.names(), ["two.example"]);
+        store.insert("One.example", self_signed(&["one.example"]));
+        assert_eq!(store.names(), ["one.example", "two.example"]);
+    }
+
+    #[test]
+    fn layered_asks_each_source_in_order() {
+        let first = CertStore::new();
+        let second = CertStore::new();
+        let a1 = self_signed(&["a.example"]);
+        first.insert("a.example", a1.clone());
+        second.insert("a.example", self_signed(&["a.example"]));
+        second.insert("b.example", self_signed(&["b.example"]));
+        let layered = Layered(vec![Arc::new(first), Arc::new(second)]);
+        assert!(Arc::ptr_eq(
+            &layered.certificate(Some("a.example")).unwrap(),
+            &a1
+        ));
+        assert!(layered.certificate(Some("b.example")).is_some());
+        assert!(layered.certificate(Some("c.example")).is_none());
     }
 }

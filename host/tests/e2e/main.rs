@@ -24,12 +24,15 @@
 //!   load, refused reloads, the shadow policy, the shutdown drain.
 //! - `http_mode`: `http_routes` over h1/h2, forwarding headers, WebSocket,
 //!   SSE, pools with a dead member, health checks, forward auth.
+//! - `certs`: ACME against Pebble (TLS-ALPN-01, HTTP-01, cache, renewal,
+//!   export), the HTTP listener, hot reload of certificate files.
 //!
 //! Run: `cargo test --release -p hearth-wasm-edge --test e2e`.
 
 mod support;
 
 mod browser;
+mod certs;
 mod config;
 mod deploy;
 mod http_mode;

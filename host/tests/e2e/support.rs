@@ -12,6 +12,7 @@ pub mod edge;
 pub mod hello;
 pub mod http_echo;
 pub mod nginx;
+pub mod pebble;
 pub mod process;
 pub mod recorder;
 pub mod tls;

@@ -29,6 +29,8 @@ pub struct EdgeBuilder {
     extra_yaml: String,
     log_format: &'static str,
     env: Vec<(String, String)>,
+    /// Replaces the default `tls:` section (the edge's test certificate).
+    tls_yaml: Option<String>,
 }
 
 /// A running edge; killed on drop.
@@ -60,6 +62,7 @@ impl EdgeBuilder {
             extra_yaml: String::new(),
             log_format: "text",
             env: Vec::new(),
+            tls_yaml: None,
         };
         for name in HEARTH_BACKENDS {
             builder = builder.backend(name, dead_addr());
@@ -132,12 +135,31 @@ impl EdgeBuilder {
         self
     }
 
+    /// Replaces the `tls:` section (the whole section, `tls:` line included).
+    pub fn tls_yaml(mut self, yaml: &str) -> EdgeBuilder {
+        self.tls_yaml = Some(yaml.to_owned());
+        self
+    }
+
     /// The config YAML for an edge listening on `listen` (and `admin`).
     pub fn config_yaml(&self, listen: SocketAddr, admin: Option<SocketAddr>) -> String {
+        self.config_yaml_with_http(listen, admin, None)
+    }
+
+    /// [`EdgeBuilder::config_yaml`], with plain HTTP on `http` when given.
+    pub fn config_yaml_with_http(
+        &self,
+        listen: SocketAddr,
+        admin: Option<SocketAddr>,
+        http: Option<SocketAddr>,
+    ) -> String {
         let quote = |p: &Path| format!("\"{}\"", p.display());
         let mut yaml = format!("listen: \"{listen}\"\n");
         if let Some(admin) = admin {
             yaml += &format!("admin_listen: \"{admin}\"\n");
+        }
+        if let Some(http) = http {
+            yaml += &format!("http_listen: \"{http}\"\n");
         }
         yaml += &format!("policy:\n  path: {}\n  config:\n", quote(&self.policy));
         for (key, value) in &self.policy_config {
@@ -153,12 +175,19 @@ impl EdgeBuilder {
         for (name, value) in &self.backends {
             yaml += &format!("  {name}: {value}\n");
         }
+        match &self.tls_yaml {
+            Some(tls) => yaml += tls,
+            None => {
+                yaml += &format!(
+                    "tls:\n  certificates:\n    - {{ cert: {}, key: {} }}\n",
+                    quote(&cert_path("edge.crt")),
+                    quote(&cert_path("edge.key")),
+                )
+            }
+        }
         yaml += &format!(
-            "tls:\n  certificates:\n    - {{ cert: {}, key: {} }}\nlog: {{ level: {}, format: {} }}\n",
-            quote(&cert_path("edge.crt")),
-            quote(&cert_path("edge.key")),
-            self.log_level,
-            self.log_format,
+            "log: {{ level: {}, format: {} }}\n",
+            self.log_level, self.log_format
         );
         yaml += &self.extra_yaml;
         yaml
@@ -200,6 +229,36 @@ impl EdgeBuilder {
             }
         }
         panic!("edge did not start: {last_error}");
+    }
+
+    /// Writes the config and runs the edge on exactly `listen` and `http`
+    /// (ports another peer was told about), until both listeners are up.
+    pub fn start_on(&self, listen: SocketAddr, http: Option<SocketAddr>) -> Edge {
+        let dir = TempDir::new("edge");
+        let config_path = dir.join("edge.yaml");
+        let yaml = self.config_yaml_with_http(listen, None, http);
+        std::fs::write(&config_path, &yaml).expect("write edge config");
+        let mut command = Command::new(EDGE_BIN);
+        command.arg("--config").arg(&config_path);
+        command.env("NO_COLOR", "1").env_remove("RUST_LOG");
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        let mut peer = Peer::spawn("edge", command);
+        let ready = peer
+            .wait_listening(listen.port())
+            .and_then(|()| match http {
+                Some(http) => peer.wait_listening(http.port()),
+                None => Ok(()),
+            });
+        if let Err(error) = ready {
+            panic!("{error}\n--- config:\n{yaml}");
+        }
+        Edge {
+            peer,
+            addr: listen,
+            admin_addr: None,
+            config_path,
+            _dir: dir,
+        }
     }
 }
 
