@@ -183,12 +183,13 @@ async fn serve(
     // ACME certificates first: a name is either ACME's or a file's
     // (validation refuses both).
     let mut stores = vec![store.clone()];
-    let mut challenges: Option<Arc<dyn Challenges>> = None;
+    let mut acme = None;
     if let Some(settings) = &config.tls.acme {
-        let acme = Acme::start(settings, &config.tls.export, metrics.clone())?;
-        stores.insert(0, acme.certificates());
-        challenges = Some(Arc::new(acme));
+        let manager = Arc::new(Acme::new(settings, &config.tls.export, metrics.clone())?);
+        stores.insert(0, manager.certificates());
+        acme = Some(manager);
     }
+    let challenges = acme.clone().map(|a| a as Arc<dyn Challenges>);
     let certs: Arc<dyn CertSource> = Arc::new(Layered(
         stores
             .iter()
@@ -205,6 +206,10 @@ async fn serve(
         challenges,
         metrics.clone(),
     )?;
+    // Validations can be answered from now on.
+    if let Some(acme) = &acme {
+        acme.run();
+    }
     metrics.loaded(unix_now());
     let health = Arc::new(Health::default());
     let (stop_admin, admin_stopped) = watch::channel(false);

@@ -16,8 +16,9 @@ mod cache;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::io;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt as _;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -42,10 +43,14 @@ pub trait Challenges: Send + Sync + fmt::Debug {
     fn http_01(&self, token: &str) -> Option<String>;
 }
 
-/// The ACME manager: per-name state, running in background tasks.
+/// The ACME manager: per-name state, run in background tasks once the
+/// listeners that answer the validations are bound ([`Acme::run`]).
 pub struct Acme {
     names: HashMap<String, Managed>,
     store: Arc<CertStore>,
+    /// State machines not yet running.
+    pending: Mutex<Vec<(String, AcmeState<io::Error, io::Error>)>>,
+    metrics: Arc<Metrics>,
 }
 
 /// One managed name.
@@ -74,9 +79,9 @@ pub enum AcmeError {
 // === impl Acme ===
 
 impl Acme {
-    /// Prepares the cache and starts one background task per name. Must be
-    /// called inside a tokio runtime.
-    pub fn start(
+    /// Prepares the cache and one ACME state machine per name; nothing is
+    /// ordered until [`Acme::run`].
+    pub fn new(
         settings: &AcmeSettings,
         exports: &[ExportSettings],
         metrics: Arc<Metrics>,
@@ -90,6 +95,7 @@ impl Acme {
         let client = client_config(settings)?;
         let store = Arc::new(CertStore::new());
         let mut names = HashMap::new();
+        let mut pending = Vec::new();
         for name in &settings.names {
             let deployer = Deployer {
                 name: name.clone(),
@@ -120,7 +126,7 @@ impl Acme {
                 challenge_tls: state.challenge_rustls_config_with_provider(super::provider()),
             };
             names.insert(name.to_ascii_lowercase(), managed);
-            tokio::spawn(drive(name.clone(), state, metrics.clone()));
+            pending.push((name.clone(), state));
         }
         info!(
             names = ?settings.names,
@@ -128,7 +134,25 @@ impl Acme {
             challenge = ?settings.challenge,
             "acme started"
         );
-        Ok(Acme { names, store })
+        Ok(Acme {
+            names,
+            store,
+            pending: Mutex::new(pending),
+            metrics,
+        })
+    }
+
+    /// Starts one background task per name: cached certificates are
+    /// deployed, missing or due ones ordered. Call it once the listeners
+    /// are bound; must be called inside a tokio runtime.
+    pub fn run(&self) {
+        let pending = match self.pending.lock() {
+            Ok(mut guard) => std::mem::take(&mut *guard),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        for (name, state) in pending {
+            tokio::spawn(drive(name, state, self.metrics.clone()));
+        }
     }
 
     /// The certificates obtained so far, by name.
@@ -180,11 +204,7 @@ fn client_config(settings: &AcmeSettings) -> Result<Option<Arc<ClientConfig>>, A
 
 /// Runs one name's ACME state machine for the life of the process, logging
 /// each event.
-async fn drive(
-    name: String,
-    mut state: AcmeState<std::io::Error, std::io::Error>,
-    metrics: Arc<Metrics>,
-) {
+async fn drive(name: String, mut state: AcmeState<io::Error, io::Error>, metrics: Arc<Metrics>) {
     while let Some(event) = state.next().await {
         match event {
             Ok(ok) => info!(name = %name, event = ?ok, "acme"),
