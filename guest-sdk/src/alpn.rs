@@ -23,9 +23,9 @@ pub fn offers_any<S: AsRef<str>>(hello: &ClientHello, protocols: &[S]) -> bool {
 }
 
 /// True if this is an ACME TLS-ALPN-01 validation connection: it offers
-/// `acme-tls/1`. Such a connection must reach whoever answers the challenge
-/// for the name (the edge, when it holds the name's certificate), never a
-/// passthrough backend.
+/// `acme-tls/1`. The edge answers those of the names it manages itself,
+/// before the policy is asked; a policy only sees the others, which belong
+/// to whoever runs ACME for the name (typically the passthrough backend).
 pub fn is_acme_tls(hello: &ClientHello) -> bool {
     offers(hello, ACME_TLS_1)
 }

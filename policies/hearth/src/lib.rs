@@ -13,9 +13,10 @@
 //! 2. No SNI: rejected (`no-sni`, alert `unrecognized_name`).
 //! 3. An IP address as SNI: rejected (`ip-literal`, alert `unrecognized_name`).
 //! 4. `turn.<domain>` and every `turn_aliases` name: passed through to the
-//!    TURN backend, which terminates TLS itself — except ACME TLS-ALPN-01
-//!    validations (ALPN `acme-tls/1`), which are terminated at the edge so it
-//!    can answer the challenge with its own certificate for the name.
+//!    TURN backend, which terminates TLS itself. ACME needs nothing here:
+//!    the edge answers TLS-ALPN-01 validations for the names it manages
+//!    (`tls.names`) before asking the policy, and those of other names reach
+//!    the TURN backend like any connection, for its own ACME client.
 //! 5. `lk.<domain>`: terminated, forwarded to the LiveKit backend.
 //! 6. `<domain>`: terminated, forwarded to the web backend (PocketBase).
 //! 7. Anything else: rejected (`unknown-sni`, alert `unrecognized_name`).
@@ -49,7 +50,7 @@
 //! ```
 
 use hearth_edge_sdk::{
-    Alert, ClientHello, Config, ConfigError, Decision, Policy, alpn, names, take_token,
+    Alert, ClientHello, Config, ConfigError, Decision, Policy, names, take_token,
 };
 
 /// The host's token-bucket group for per-address limits.
@@ -142,9 +143,6 @@ impl Policy for Hearth {
             return Decision::reject(reasons::IP_LITERAL, Alert::UnrecognizedName);
         }
         if self.turn_names.iter().any(|name| names::matches(name, sni)) {
-            if alpn::is_acme_tls(hello) {
-                return Decision::terminate(self.turn_backend.as_str());
-            }
             return Decision::passthrough(self.turn_backend.as_str());
         }
         if names::matches(&self.livekit_name, sni) {
@@ -327,10 +325,12 @@ mod tests {
     }
 
     #[test]
-    fn acme_validation_for_turn_names_is_terminated_at_the_edge() {
+    fn acme_validation_for_turn_names_goes_where_other_turn_traffic_goes() {
+        // The edge answers validations of the names it manages before the
+        // policy; any other reaches the TURN backend's own ACME client.
         let p = hearth();
         let hello = ClientHello::for_server_name("turn.hearth.example").with_alpn(&["acme-tls/1"]);
-        assert_eq!(p.decide(&hello), Decision::terminate("turn"));
+        assert_eq!(p.decide(&hello), Decision::passthrough("turn"));
     }
 
     #[test]

@@ -47,10 +47,11 @@
 //! `proxy=` overrides the backend's `proxy_protocol` setting (default: keep
 //! it). Backend names are those of the edge config's `backends:`.
 //!
-//! A name that is passed through but whose certificate the edge obtains by
-//! ACME TLS-ALPN-01 needs the validation connections terminated at the edge:
-//! put `turn.example.com alpn=acme-tls/1 -> terminate turn` before the
-//! name's passthrough route.
+//! ACME needs no route: the edge answers TLS-ALPN-01 validations (ALPN
+//! `acme-tls/1`) of the names it manages (`tls.names`) before the policy is
+//! asked, whatever the route of the name. Validations of other names are
+//! routed like any connection, so a passthrough backend running its own
+//! ACME client gets them; `alpn=acme-tls/1` can send them elsewhere.
 //!
 //! # Example: a stealth-TURN SNI router
 //!
