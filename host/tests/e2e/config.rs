@@ -152,3 +152,36 @@ fn check_accepts_the_documented_hearth_example() {
         out.stderr
     );
 }
+
+/// The ACME example of the README's "Certificates" section
+/// (`docs/examples/hearth-acme.yaml`) is the one the README shows, and
+/// passes `check`.
+#[test]
+fn check_accepts_the_documented_acme_example() {
+    let root = crate::support::repo_root();
+    let example = std::fs::read_to_string(root.join("docs/examples/hearth-acme.yaml")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let (_, body) = example
+        .split_once('\n')
+        .expect("a comment line, then the config");
+    assert!(
+        readme.contains(body),
+        "README's Certificates example differs from docs/examples/hearth-acme.yaml"
+    );
+    let mut command = Command::new(EDGE_BIN);
+    command
+        .arg("check")
+        .arg("--config")
+        .arg(root.join("docs/examples/hearth-acme.yaml"))
+        .arg("--policy")
+        .arg(root.join("policies/hearth.wasm"))
+        .env("NO_COLOR", "1");
+    let out = run_tool(command, b"", STEP_TIMEOUT * 3);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the documented example must pass check:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+}
