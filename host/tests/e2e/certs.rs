@@ -15,9 +15,7 @@ use sha2::{Digest as _, Sha256};
 use crate::support::edge::{Edge, EdgeBuilder};
 use crate::support::nginx::{Nginx, POCKETBASE_BODY};
 use crate::support::pebble::{Pebble, edge_ports};
-use crate::support::process::{
-    Peer, TempDir, ToolOutput, dead_addr, free_port, require_binary, run_tool,
-};
+use crate::support::process::{Peer, TempDir, ToolOutput, dead_addr, require_binary, run_tool};
 use crate::support::tls::{first_pem_cert, openssl_s_client};
 use crate::support::{APEX_NAME, LK_NAME, STEP_TIMEOUT, TURN_NAME, poll_until};
 
@@ -89,7 +87,11 @@ fn tls_alpn_01_for_a_terminated_and_a_passed_through_name_then_restart_from_cach
     let (listen, http) = edge_ports();
     let pebble = Pebble::start(http.port(), listen.port());
     let nginx = Nginx::start(dead_addr());
-    let turn_port = free_port();
+    // The TURN stand-in starts only once the certificate is exported;
+    // its port is held until then so no parallel test takes it.
+    let turn_reserved =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("reserve the TURN backend port");
+    let turn_port = turn_reserved.local_addr().unwrap().port();
     let (cert, key, renewed) = (
         work.join("export/turn/turn.crt"),
         work.join("export/turn/turn.key"),
@@ -134,6 +136,7 @@ fn tls_alpn_01_for_a_terminated_and_a_passed_through_name_then_restart_from_cach
         edge.logs().dump()
     );
     assert_eq!(file_mode(&key), 0o600);
+    drop(turn_reserved);
     let _backend = tls_backend(&cert, &key, turn_port);
     let turn = curl_trusting(listen, TURN_NAME, "/", &pebble.issuer_root);
     assert!(turn.status.success(), "curl turn: {}", turn.stderr);
