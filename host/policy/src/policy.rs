@@ -62,6 +62,10 @@ struct Inner {
     max_idle: usize,
     source: ArtifactSource,
     stats: Counters,
+    /// Keeps the runtime's epoch ticker running for as long as the policy
+    /// lives: without it `max_time` would never fire once the caller drops
+    /// its `Runtime`.
+    _runtime: Runtime,
 }
 
 /// Counters of one policy since it was loaded.
@@ -160,6 +164,7 @@ impl Policy {
                 max_idle: cores * IDLE_INSTANCES_PER_CORE + IDLE_INSTANCES_MARGIN,
                 source,
                 stats: Counters::default(),
+                _runtime: runtime.clone(),
             }),
         };
         tracing::info!(policy = policy.name(), path = %path.display(), ?source, "policy loaded");

@@ -96,6 +96,27 @@ fn an_endless_loop_times_out_and_the_next_decision_works() {
 }
 
 #[test]
+fn max_time_still_holds_after_the_runtime_handle_is_dropped() {
+    // The edge builds a `Runtime`, loads its policy and keeps only the
+    // `Policy`: the epoch ticker must live on with it.
+    /// Far beyond any `max_time`: a call still running then was never interrupted.
+    const HANG: Duration = Duration::from_secs(10);
+    let policy = Policy::load(&runtime(), &guest(SPIN), vec![], Limits::default()).unwrap();
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(
+            policy
+                .decide(&hello(Some("spin.test")))
+                .map_err(|e| e.kind()),
+        );
+    });
+    match outcome.recv_timeout(HANG) {
+        Ok(result) => assert_eq!(result.unwrap_err(), "timeout"),
+        Err(_) => panic!("an endless policy ran for {HANG:?}: max_time is not enforced"),
+    }
+}
+
+#[test]
 fn unbounded_allocation_hits_the_memory_cap_and_the_next_decision_works() {
     let rt = runtime();
     let limits = Limits {
