@@ -203,17 +203,22 @@ async fn serve<'a>(
             .await
             .map(Served::Done);
     }
-    let hello = policy_hello(hello, record.source, local);
-    debug!(
-        source = %record.source,
-        sni = %record.sni.as_deref().unwrap_or("-"),
-        alpn = %hello.alpn.join(","),
-        hello_bytes = hello.hello_bytes,
-        key_shares = %hex_list(&hello.key_share_groups),
-        ja4 = %hello.ja4,
-        "ClientHello parsed"
-    );
-    match decide(shared, &hello, record)? {
+    // The parsed hello lives only until the decision: a long-lived
+    // connection keeps only what it relays.
+    let action = {
+        let hello = policy_hello(hello, record.source, local);
+        debug!(
+            source = %record.source,
+            sni = %record.sni.as_deref().unwrap_or("-"),
+            alpn = %hello.alpn.join(","),
+            hello_bytes = hello.hello_bytes,
+            key_shares = %hex_list(&hello.key_share_groups),
+            ja4 = %hello.ja4,
+            "ClientHello parsed"
+        );
+        decide(shared, &hello, record)?
+    };
+    match action {
         Action::Reject(rejection) => {
             shared.metrics.decision("reject", "");
             Ok(Served::Done(
@@ -326,7 +331,7 @@ async fn relay(
 
     let relayed = match tls {
         None => {
-            passthrough::run(&mut *client, upstream, &replay, header, limits.idle_timeout).await?
+            passthrough::run(&mut *client, upstream, replay, header, limits.idle_timeout).await?
         }
         Some(tls) => {
             // The handshake gets as long as the hello had.

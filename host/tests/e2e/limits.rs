@@ -1,6 +1,7 @@
 //! Limits: an oversized ClientHello and a silent client are cut off as
 //! configured; a dead backend closes the client promptly and leaks no file
-//! descriptors; the connection limit refuses the excess connection only.
+//! descriptors; the connection limit admits exactly N, refuses the N+1th at
+//! once and counts every refusal.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::edge::EdgeBuilder;
 use crate::support::hello::{MAX_FRAGMENT, hello_message, into_records, rustls_hello};
-use crate::support::process::dead_addr;
+use crate::support::process::{dead_addr, log_field};
 use crate::support::recorder::{Mode, Recorder};
 use crate::support::{STEP_TIMEOUT, TURN_NAME, poll_until};
 
@@ -163,10 +164,18 @@ fn dead_backend_closes_clients_promptly_without_leaking_fds() {
 }
 
 #[test]
-fn connection_limit_refuses_only_the_excess_connection() {
+fn connection_limit_admits_exactly_n_and_counts_every_refusal() {
+    /// The configured `max_concurrent_conns`.
+    const LIMIT: usize = 20;
+    /// Excess connections tried at once while the edge is full.
+    const BURST: usize = 5;
+    /// A refused connection is closed this soon (it is never read from).
+    const AT_ONCE: Duration = Duration::from_secs(1);
+    /// Pace of the excess attempts made until the refusal log line repeats.
+    const RETRY_PACE: Duration = Duration::from_millis(100);
     let backend = Recorder::start(Mode::Echo);
     let edge = EdgeBuilder::hearth()
-        .limit("max_concurrent_conns", "2")
+        .limit("max_concurrent_conns", &LIMIT.to_string())
         .backend("turn", backend.addr)
         .start();
     let hello = rustls_hello(TURN_NAME);
@@ -181,33 +190,92 @@ fn connection_limit_refuses_only_the_excess_connection() {
         let mut echoed = vec![0; sent.len()];
         sock.read_exact(&mut echoed).is_ok() && echoed == sent
     };
-    let mut first = open();
-    let mut second = open();
-    assert!(
-        echo_ok(&mut first, &hello) && echo_ok(&mut second, &hello),
-        "two connections fit the limit"
+    // An excess connection: closed at once, without a byte and without a dial.
+    let refused = || {
+        let mut sock = TcpStream::connect(edge.addr).unwrap();
+        let started = Instant::now();
+        let ended = wait_closed(&mut sock, STEP_TIMEOUT);
+        assert_eq!(
+            ended,
+            Ended::Closed(0),
+            "connection over the limit not refused"
+        );
+        assert!(
+            started.elapsed() < AT_ONCE,
+            "refused only after {:?}",
+            started.elapsed()
+        );
+    };
+
+    let mut held: Vec<TcpStream> = (0..LIMIT).map(|_| open()).collect();
+    for sock in &mut held {
+        assert!(
+            echo_ok(sock, &hello),
+            "connections up to the limit are admitted"
+        );
+    }
+    assert_eq!(backend.accepts(), LIMIT);
+
+    let mut attempts = 0;
+    for _ in 0..BURST {
+        refused();
+        attempts += 1;
+    }
+    // The log line is throttled to one per second and carries the count
+    // since the previous one: keep trying until it repeats, then the counts
+    // must add up to the attempts exactly.
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while edge.logs().count("connection limit reached") < 2 {
+        assert!(Instant::now() < deadline, "refusals logged only once");
+        std::thread::sleep(RETRY_PACE);
+        refused();
+        attempts += 1;
+    }
+    let lines = edge.logs().lines();
+    let limit_lines: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("connection limit reached"))
+        .collect();
+    let counted: usize = limit_lines
+        .iter()
+        .map(|l| {
+            assert_eq!(
+                log_field(l, "limit"),
+                Some(LIMIT.to_string().as_str()),
+                "{l}"
+            );
+            log_field(l, "refused")
+                .and_then(|n| n.parse::<usize>().ok())
+                .expect("refused=")
+        })
+        .sum();
+    assert_eq!(
+        counted, attempts,
+        "refusals counted in the log: {limit_lines:?}"
+    );
+    assert_eq!(
+        backend.accepts(),
+        LIMIT,
+        "a refused connection must not dial"
     );
 
-    let mut third = open();
+    // The admitted ones are unaffected, and a freed slot is reused by
+    // exactly one new connection.
+    held[0].write_all(b"still here").unwrap();
     assert!(
-        matches!(wait_closed(&mut third, STEP_TIMEOUT), Ended::Closed(_)),
-        "third connection not refused"
-    );
-    edge.expect_log(&["connection limit reached"], STEP_TIMEOUT);
-    assert_eq!(backend.accepts(), 2, "the refused connection must not dial");
-    first.write_all(b"still here").unwrap();
-    assert!(
-        echo_ok(&mut first, b"still here"),
+        echo_ok(&mut held[0], b"still here"),
         "established connections keep working"
     );
-
-    drop(first);
-    edge.expect_log(&["connection closed", TURN_NAME], STEP_TIMEOUT);
-    let mut fourth = open();
+    drop(held.remove(0));
+    edge.logs()
+        .wait_for_n(&["connection closed", TURN_NAME], 1, STEP_TIMEOUT)
+        .expect("the dropped connection is closed");
+    let mut reused = open();
     assert!(
-        echo_ok(&mut fourth, &hello),
+        echo_ok(&mut reused, &hello),
         "a slot freed by a close is reused"
     );
+    refused();
 }
 
 #[test]

@@ -26,6 +26,8 @@
 //!   SSE, pools with a dead member, health checks, forward auth.
 //! - `certs`: ACME against Pebble (TLS-ALPN-01, HTTP-01, cache, renewal,
 //!   export), the HTTP listener, hot reload of certificate files.
+//! - `hostile`: slowloris, faulting policies and failing backends at volume,
+//!   the security-relevant defaults (`hostile/*.rs`).
 //!
 //! Run: `cargo test --release -p hearth-wasm-edge --test e2e`.
 
@@ -35,6 +37,7 @@ mod browser;
 mod certs;
 mod config;
 mod deploy;
+mod hostile;
 mod http_mode;
 mod limits;
 mod ops;

@@ -22,6 +22,7 @@ const HEARTH_BACKENDS: [&str; 3] = ["turn", "livekit", "pocketbase"];
 pub struct EdgeBuilder {
     policy: PathBuf,
     policy_config: BTreeMap<String, String>,
+    policy_lines: BTreeMap<String, String>,
     backends: BTreeMap<String, String>,
     limits: BTreeMap<String, String>,
     log_level: &'static str,
@@ -52,9 +53,21 @@ impl EdgeBuilder {
     /// The Hearth policy with `domain: hearth.test`, every backend dead,
     /// the edge's test certificate, default limits.
     pub fn hearth() -> EdgeBuilder {
-        let mut builder = EdgeBuilder {
-            policy: hearth_policy(),
-            policy_config: BTreeMap::from([("domain".to_owned(), DOMAIN.to_owned())]),
+        let mut builder =
+            EdgeBuilder::with_policy(&hearth_policy()).policy_config("domain", DOMAIN);
+        for name in HEARTH_BACKENDS {
+            builder = builder.backend(name, dead_addr());
+        }
+        builder
+    }
+
+    /// The policy component at `path` with an empty `policy.config`, no
+    /// backends, the edge's test certificate, default limits.
+    pub fn with_policy(path: &Path) -> EdgeBuilder {
+        EdgeBuilder {
+            policy: path.to_path_buf(),
+            policy_config: BTreeMap::new(),
+            policy_lines: BTreeMap::new(),
             backends: BTreeMap::new(),
             limits: BTreeMap::new(),
             log_level: "info",
@@ -63,11 +76,14 @@ impl EdgeBuilder {
             log_format: "text",
             env: Vec::new(),
             tls_yaml: None,
-        };
-        for name in HEARTH_BACKENDS {
-            builder = builder.backend(name, dead_addr());
         }
-        builder
+    }
+
+    /// Sets a `policy:` key other than `path` and `config` (e.g. `on_error`,
+    /// `limits`) to a YAML value.
+    pub fn policy_yaml(mut self, key: &str, yaml: &str) -> EdgeBuilder {
+        self.policy_lines.insert(key.to_owned(), yaml.to_owned());
+        self
     }
 
     /// Points backend `name` at `addr` (no PROXY protocol, default ALPN).
@@ -161,9 +177,20 @@ impl EdgeBuilder {
         if let Some(http) = http {
             yaml += &format!("http_listen: \"{http}\"\n");
         }
-        yaml += &format!("policy:\n  path: {}\n  config:\n", quote(&self.policy));
+        let empty = if self.policy_config.is_empty() {
+            " {}"
+        } else {
+            ""
+        };
+        yaml += &format!(
+            "policy:\n  path: {}\n  config:{empty}\n",
+            quote(&self.policy)
+        );
         for (key, value) in &self.policy_config {
             yaml += &format!("    {key}: \"{value}\"\n");
+        }
+        for (key, value) in &self.policy_lines {
+            yaml += &format!("  {key}: {value}\n");
         }
         if !self.limits.is_empty() {
             yaml += "limits:\n";
