@@ -58,3 +58,32 @@ policies/build.sh --check
 step "cargo test (release: wasmtime is built once for the binary and the tests)"
 mkdir -p target
 cargo test --release --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
+
+step "hostile-input figures (written by the hostile e2e tests)"
+for report in "${CARGO_TARGET_DIR:-target}"/tmp/hostile-*.txt; do
+    [ -f "$report" ] && { printf -- '--- %s\n' "$(basename "$report" .txt)"; cat "$report"; }
+done
+
+# Fuzzing needs the nightly toolchain (libFuzzer's sanitizer flags) and
+# cargo-fuzz; the longer documented run is in benches/RESULTS.md.
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+step "fuzz: ClientHello reader and parser, ${FUZZ_SECONDS}s (cargo fuzz, libFuzzer)"
+rustup toolchain list | grep -q '^nightly' || {
+    echo "the nightly toolchain is needed for fuzzing: rustup toolchain install nightly" >&2
+    exit 1
+}
+cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --version 0.13.2 --locked
+FUZZ_LOG=$PWD/target/fuzz-client_hello.log
+fuzz_status=0
+(
+    cd host/hello/fuzz
+    mkdir -p corpus/client_hello
+    cargo +nightly fuzz run client_hello corpus/client_hello seeds/client_hello -- \
+        -max_total_time="$FUZZ_SECONDS" -print_final_stats=1
+) >"$FUZZ_LOG" 2>&1 || fuzz_status=$?
+grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec|SUMMARY)' "$FUZZ_LOG" || true
+if [ "$fuzz_status" -ne 0 ]; then
+    tail -n 60 "$FUZZ_LOG"
+    echo "fuzzing found a failure (artifact under host/hello/fuzz/artifacts/)" >&2
+    exit 1
+fi
