@@ -63,6 +63,11 @@ pub fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
     samples[rank].as_secs_f64() * 1000.0
 }
 
+/// `policy.limits` for the tests whose policy is not what is under test: a
+/// generous `max_time`, so a call descheduled on a loaded machine does not
+/// turn into a policy timeout (and a connection answered by `on_error`).
+pub const RELAXED_POLICY_LIMITS: &str = "{ max_time: 250ms }";
+
 /// Writes `text` to `$CARGO_TARGET_TMPDIR/hostile-<name>.txt` and stderr.
 pub fn report(name: &str, text: &str) {
     let path =

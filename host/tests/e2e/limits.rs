@@ -171,12 +171,14 @@ fn connection_limit_admits_exactly_n_and_counts_every_refusal() {
     const BURST: usize = 5;
     /// A refused connection is closed this soon (it is never read from).
     const AT_ONCE: Duration = Duration::from_secs(1);
-    /// Pace of the excess attempts made until the refusal log line repeats.
-    const RETRY_PACE: Duration = Duration::from_millis(100);
+    /// The counter of connections refused at the limit.
+    const LIMIT_METRIC: &str = "hearth_edge_connections_limit_rejected_total";
     let backend = Recorder::start(Mode::Echo);
     let edge = EdgeBuilder::hearth()
         .limit("max_concurrent_conns", &LIMIT.to_string())
         .backend("turn", backend.addr)
+        .policy_yaml("limits", crate::hostile::RELAXED_POLICY_LIMITS)
+        .admin()
         .start();
     let hello = rustls_hello(TURN_NAME);
     let open = || {
@@ -216,43 +218,17 @@ fn connection_limit_admits_exactly_n_and_counts_every_refusal() {
     }
     assert_eq!(backend.accepts(), LIMIT);
 
-    let mut attempts = 0;
     for _ in 0..BURST {
         refused();
-        attempts += 1;
     }
-    // The log line is throttled to one per second and carries the count
-    // since the previous one: keep trying until it repeats, then the counts
-    // must add up to the attempts exactly.
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    while edge.logs().count("connection limit reached") < 2 {
-        assert!(Instant::now() < deadline, "refusals logged only once");
-        std::thread::sleep(RETRY_PACE);
-        refused();
-        attempts += 1;
-    }
-    let lines = edge.logs().lines();
-    let limit_lines: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.contains("connection limit reached"))
-        .collect();
-    let counted: usize = limit_lines
-        .iter()
-        .map(|l| {
-            assert_eq!(
-                log_field(l, "limit"),
-                Some(LIMIT.to_string().as_str()),
-                "{l}"
-            );
-            log_field(l, "refused")
-                .and_then(|n| n.parse::<usize>().ok())
-                .expect("refused=")
-        })
-        .sum();
     assert_eq!(
-        counted, attempts,
-        "refusals counted in the log: {limit_lines:?}"
+        edge.metric(LIMIT_METRIC),
+        Some(BURST as f64),
+        "every refusal is counted"
     );
+    let line = edge.expect_log(&["connection limit reached"], STEP_TIMEOUT);
+    let limit = LIMIT.to_string();
+    assert_eq!(log_field(&line, "limit"), Some(limit.as_str()), "{line}");
     assert_eq!(
         backend.accepts(),
         LIMIT,
@@ -276,6 +252,7 @@ fn connection_limit_admits_exactly_n_and_counts_every_refusal() {
         "a slot freed by a close is reused"
     );
     refused();
+    assert_eq!(edge.metric(LIMIT_METRIC), Some((BURST + 1) as f64));
 }
 
 #[test]

@@ -15,8 +15,8 @@ use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{
-    Backend, Behaviour, End, SMALL_SOCKET_BUFFER, Seen, client, drive, percentile_ms,
-    raise_fd_limit, report, runtime,
+    Backend, Behaviour, End, RELAXED_POLICY_LIMITS, SMALL_SOCKET_BUFFER, Seen, client, drive,
+    percentile_ms, raise_fd_limit, report, runtime,
 };
 use crate::support::edge::{Edge, EdgeBuilder};
 use crate::support::hello::rustls_hello;
@@ -69,6 +69,7 @@ fn black_hole() -> (Socket, std::net::TcpStream) {
 
 fn edge_for(routes: &[(&str, SocketAddr)]) -> Edge {
     let mut builder = EdgeBuilder::with_policy(&repo_root().join("policies/sni-table.wasm"))
+        .policy_yaml("limits", RELAXED_POLICY_LIMITS)
         .limit(
             "backend_dial_timeout",
             &format!("{}ms", DIAL_TIMEOUT.as_millis()),

@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use hearth_edge_policy::guests::{WASI_PROBE, guest};
 
+use super::RELAXED_POLICY_LIMITS;
 use crate::support::edge::{Edge, EdgeBuilder};
 use crate::support::hello::rustls_hello;
 use crate::support::process::TempDir;
@@ -31,7 +32,9 @@ const WEAK_SUITES: &str = "AES128-SHA:AES256-SHA:DES-CBC3-SHA:ECDHE-RSA-AES128-S
 
 #[test]
 fn a_policy_in_the_edge_finds_no_capabilities() {
-    let edge = EdgeBuilder::with_policy(&guest(WASI_PROBE)).start();
+    let edge = EdgeBuilder::with_policy(&guest(WASI_PROBE))
+        .policy_yaml("limits", RELAXED_POLICY_LIMITS)
+        .start();
     let mut sock = TcpStream::connect(edge.addr).unwrap();
     sock.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
     sock.write_all(&rustls_hello("probe.test")).unwrap();
@@ -47,6 +50,7 @@ fn terminating_edge(log_level: &'static str) -> (Edge, Recorder) {
     let backend = Recorder::start(Mode::Echo);
     let edge = EdgeBuilder::hearth()
         .backend("pocketbase", backend.addr)
+        .policy_yaml("limits", RELAXED_POLICY_LIMITS)
         .log_level(log_level)
         .start();
     (edge, backend)
@@ -143,6 +147,7 @@ fn private_keys_stay_out_of_the_log_and_key_files_are_owner_only() {
     let backend = Recorder::start(Mode::Echo);
     let edge = EdgeBuilder::hearth()
         .backend("pocketbase", backend.addr)
+        .policy_yaml("limits", RELAXED_POLICY_LIMITS)
         .log_level("trace")
         .tls_yaml(&format!(
             "tls:\n  certificates:\n    - {{ cert: \"{}\", key: \"{}\" }}\n  local_ca: {{ dir: \"{}\", names: [local.hearth.test] }}\n",

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Backend, Behaviour, percentile_ms, raise_fd_limit, report, runtime};
+use super::{
+    Backend, Behaviour, RELAXED_POLICY_LIMITS, percentile_ms, raise_fd_limit, report, runtime,
+};
 use crate::support::edge::EdgeBuilder;
 use crate::support::hello::rustls_hello;
 use crate::support::{STEP_TIMEOUT, TURN_NAME};
@@ -114,6 +116,7 @@ fn byte_a_second_hellos_are_all_cut_off_while_real_clients_are_served() {
     let echo = rt.block_on(Backend::start(Behaviour::Echo));
     let edge = EdgeBuilder::hearth()
         .limit("client_hello_timeout", "2s")
+        .policy_yaml("limits", RELAXED_POLICY_LIMITS)
         .backend("turn", echo.addr)
         .start();
     let hello = rustls_hello(TURN_NAME);
