@@ -128,10 +128,15 @@ fn run(case: Case) {
         .wait_for_n(&["policy failed", &sni], faulty_total, STEP_TIMEOUT)
         .unwrap_or_default();
     let logged = faults_logged.iter().filter(|l| l.contains(&kind)).count();
-    let fault_timeouts = faults_logged
-        .iter()
-        .filter(|l| l.contains("kind=timeout "))
-        .count();
+    // Timeouts other than the provoked kind (none when timeouts are provoked).
+    let fault_timeouts = if case.kind == "timeout" {
+        0
+    } else {
+        faults_logged
+            .iter()
+            .filter(|l| l.contains("kind=timeout "))
+            .count()
+    };
     let others: Vec<String> = edge
         .logs()
         .lines()
@@ -167,9 +172,20 @@ fn run(case: Case) {
         wrong.is_empty(),
         "connections not answered per on_error: {wrong:#?}"
     );
+    assert_eq!(
+        faults_logged.len(),
+        faulty_total,
+        "'policy failed {sni}' lines"
+    );
+    assert!(logged > 0, "no fault logged as {kind}");
+    assert_eq!(
+        logged + fault_timeouts,
+        faulty_total,
+        "faults logged as neither {kind} nor a timeout"
+    );
     assert!(
-        logged >= faulty_total,
-        "{logged} 'policy failed' lines for {faulty_total} faults"
+        others.iter().all(|l| l.contains("kind=timeout ")),
+        "good calls failed other than by a timeout: {others:?}"
     );
     assert!(
         fds_after.is_some(),
