@@ -47,8 +47,9 @@ const UPLOAD: usize = 256 * 1024;
 /// direction (`RELAY_BUFFER_BYTES`, 16 KiB) plus the connection's own state.
 const HELD_PER_CONN_BOUND_KIB: u64 = 2 * 16 + 8;
 /// RSS growth allowed from the first round to the second (allocator
-/// noise): 5,000 connections leaking 400 bytes each would exceed it.
-const RSS_ROUND_GROWTH_BOUND_KIB: u64 = 2 * 1024;
+/// noise, up to ~1 MiB seen): 5,000 connections leaking 800 bytes each
+/// would exceed it.
+const RSS_ROUND_GROWTH_BOUND_KIB: u64 = 4 * 1024;
 
 /// A listener whose accept queue is full: further SYNs are dropped, so a
 /// dial hangs until its own timeout. Returns the listener and the one
