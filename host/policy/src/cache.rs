@@ -115,10 +115,15 @@ pub fn load(engine: &Engine, path: &Path) -> Result<Component, Miss> {
 }
 
 /// Writes `artifact` as the entry at `path`, atomically (temporary file +
-/// rename). Creates the directory if needed.
+/// rename). Creates the directory if needed, readable and writable by the
+/// owner only: whoever can write an entry can run code in the edge.
 pub fn store(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     // Unique per process and per call, so concurrent writers of the same
     // entry (two runtimes, two processes) never share a temporary file.
     static NEXT_TMP: AtomicU64 = AtomicU64::new(0);

@@ -50,6 +50,21 @@ fn a_second_start_loads_from_the_cache() {
 }
 
 #[test]
+fn a_new_cache_directory_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scratch = ScratchDir::new("cache-mode");
+    let dir = scratch.0.join("edge-cache");
+    let rt = Runtime::new(RuntimeOptions {
+        cache_dir: Some(dir.clone()),
+        ..RuntimeOptions::default()
+    })
+    .unwrap();
+    load(&rt);
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "cache directory mode {mode:o}");
+}
+
+#[test]
 fn a_corrupted_entry_is_recompiled_and_replaced() {
     let dir = ScratchDir::new("cache-corrupt");
     let rt = runtime_with_cache(&dir);
