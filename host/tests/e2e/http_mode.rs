@@ -8,10 +8,11 @@
 use std::process::Command;
 
 use crate::support::edge::{Edge, EdgeBuilder};
-use crate::support::http_echo::{HttpEcho, curl_edge, echoed_header};
+use crate::support::http_echo::{HttpEcho, echoed_header};
 use crate::support::nginx::WsEcho;
 use crate::support::process::{Peer, TempDir, dead_addr, free_port, require_binary};
 use crate::support::tls::connect;
+use crate::support::tls::curl_edge;
 use crate::support::websocket::{self, OP_BINARY, OP_TEXT};
 use crate::support::{APEX_NAME, LK_NAME, STEP_TIMEOUT, cert_path};
 

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
-use super::process::{Peer, START_TIMEOUT, ToolOutput, require_binary, run_tool};
-use super::{STEP_TIMEOUT, cert_path, repo_root};
+use super::process::{Peer, START_TIMEOUT, require_binary};
+use super::repo_root;
 
 /// A running `http_echo.py`; killed on drop.
 pub struct HttpEcho {
@@ -63,25 +63,4 @@ impl HttpEcho {
 pub fn echoed_header<'a>(body: &'a str, name: &str) -> Option<&'a str> {
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
-}
-
-/// curl through the edge at `edge` to `https://name:port/path` with extra
-/// options (`--http2`, `-H ...`), trusting the test CA; `-v` so stderr shows
-/// the protocol and the response head.
-pub fn curl_edge(edge: SocketAddr, name: &str, path: &str, extra: &[&str]) -> ToolOutput {
-    let curl = require_binary("curl", "curl");
-    let mut command = Command::new(curl);
-    command
-        .args([
-            "-sS",
-            "-v",
-            "--max-time",
-            &STEP_TIMEOUT.as_secs().to_string(),
-        ])
-        .arg("--cacert")
-        .arg(cert_path("ca.crt"))
-        .args(["--resolve", &format!("{name}:{}:127.0.0.1", edge.port())])
-        .args(extra)
-        .arg(format!("https://{name}:{}{path}", edge.port()));
-    run_tool(command, b"", STEP_TIMEOUT * 2)
 }

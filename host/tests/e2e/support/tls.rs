@@ -124,6 +124,12 @@ pub fn first_pem_cert(output: &str) -> Option<CertificateDer<'static>> {
 /// `curl https://<name>:<port><path>` resolved to the edge, trusting the test CA.
 /// Verbose, so the output names the certificate subject the client verified.
 pub fn curl(edge: SocketAddr, name: &str, path: &str) -> ToolOutput {
+    curl_edge(edge, name, path, &[])
+}
+
+/// [`curl`] with extra options (`--http2`, `-H ...`); stderr shows the
+/// protocol and the response head.
+pub fn curl_edge(edge: SocketAddr, name: &str, path: &str, extra: &[&str]) -> ToolOutput {
     let curl = require_binary("curl", "curl");
     let mut command = Command::new(curl);
     command
@@ -136,6 +142,7 @@ pub fn curl(edge: SocketAddr, name: &str, path: &str) -> ToolOutput {
         .arg("--cacert")
         .arg(cert_path("ca.crt"))
         .args(["--resolve", &format!("{name}:{}:127.0.0.1", edge.port())])
+        .args(extra)
         .arg(format!("https://{name}:{}{path}", edge.port()));
     run_tool(command, b"", STEP_TIMEOUT * 2)
 }
