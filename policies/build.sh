@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the shipped policies and the runtime's test guests as wasm32-wasip2
 # components with the workspace's `policy` profile, and copies the shipped
-# ones next to this script (policies/hearth.wasm, policies/sni-table.wasm),
+# ones next to this script (policies/hearth.wasm, policies/sni-table.wasm,
+# policies/web-gate.wasm),
 # where they are committed.
 #
 #   policies/build.sh                 build everything, update policies/*.wasm
@@ -30,6 +31,7 @@ readonly CARGO_HOME_PREFIX=/cargo
 readonly SHIPPED=(
     "hearth-policy:hearth_policy.wasm:hearth.wasm"
     "sni-table-policy:sni_table_policy.wasm:sni-table.wasm"
+    "web-gate-policy:web_gate_policy.wasm:web-gate.wasm"
 )
 # package:crate directory
 readonly TEST_GUESTS=(
@@ -93,11 +95,12 @@ build() {
     (cd "$workspace" && cargo build --profile "$PROFILE" --target "$TARGET" "$@")
 }
 
-if ((${#policies[@]})); then
-    args=()
-    for pkg in "${policies[@]}"; do args+=(-p "$pkg"); done
-    build "${args[@]}" || die "policies failed to build"
-fi
+# One cargo invocation per policy: features unify within an invocation, and
+# the SDK's `http` feature (wanted by an `http-policy` such as web-gate)
+# would otherwise turn every policy built alongside it into one.
+for pkg in "${policies[@]}"; do
+    build -p "$pkg" || die "$pkg failed to build"
+done
 
 skipped=()
 for pkg in "${guests[@]}"; do

@@ -1,5 +1,6 @@
 //! The per-instance slot behind [`export_policy!`](crate::export_policy):
-//! holds the policy built by `init` and answers `decide` with it.
+//! holds the policy built by `init` and answers `decide` (and, for an
+//! [`HttpPolicy`](crate::HttpPolicy), `on-request`) with it.
 //!
 //! The macro itself lives in `lib.rs`; the [`Policy`] trait it drives is
 //! there too.
@@ -8,7 +9,8 @@ use std::cell::RefCell;
 
 use crate::{Alert, ClientHello, Config, Decision, Policy};
 
-/// The reject reason of a `decide` that arrives before a successful `init`.
+/// The reject reason of a `decide` (and the body of the 503 answer to an
+/// `on-request`) that arrives before a successful `init`.
 pub const NOT_INITIALISED: &str = "not-initialised";
 
 /// Holds one instance's policy. A component instance is single-threaded, so
@@ -41,6 +43,17 @@ impl<P: Policy> Slot<P> {
         match &*self.policy.borrow() {
             Some(policy) => policy.decide(hello),
             None => Decision::reject(NOT_INITIALISED, Alert::InternalError),
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+impl<P: crate::HttpPolicy> Slot<P> {
+    /// Asks the policy about one request; 503 before a successful `init`.
+    pub fn on_request(&self, request: &crate::HttpRequest) -> crate::HttpDecision {
+        match &*self.policy.borrow() {
+            Some(policy) => policy.on_request(request),
+            None => crate::HttpDecision::respond(503, NOT_INITIALISED),
         }
     }
 }

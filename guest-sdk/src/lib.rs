@@ -1,7 +1,7 @@
 //! Write hearth-wasm-edge routing policies in Rust.
 //!
 //! A policy is a WebAssembly component targeting the `policy` world of
-//! `wit/edge.wit` (package `hearth:edge@0.1.0`). The edge reads a TLS
+//! `wit/edge.wit` (package `hearth:edge@0.1.1`). The edge reads a TLS
 //! ClientHello without terminating it, calls the policy's `decide` with the
 //! parsed fields, and passes the connection through, terminates it, or rejects
 //! it as told. This crate hides the generated bindings behind:
@@ -114,6 +114,8 @@ pub mod decision;
 pub mod export;
 pub mod hello;
 pub mod host;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod log;
 pub mod names;
 
@@ -123,6 +125,11 @@ pub mod names;
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs)]
 pub mod bindings {
+    // Without the `http` feature the component targets `policy`; with it,
+    // `http-policy` (which includes `policy` and adds `on-request`). Only
+    // one world per build: the generated custom section names the world the
+    // component claims, and a claimed export must exist.
+    #[cfg(not(feature = "http"))]
     wit_bindgen::generate!({
         path: "../wit",
         world: "policy",
@@ -138,16 +145,37 @@ pub mod bindings {
         // (`ClientHello { server_name: .., ..Default::default() }`). Only the
         // record derives it: the WIT enums have no natural default.
         additional_type_attributes: {
-            "hearth:edge/types@0.1.0/client-hello": [#[derive(Default)]],
+            "hearth:edge/types@0.1.1/client-hello": [#[derive(Default)]],
+        },
+    });
+
+    #[cfg(feature = "http")]
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "http-policy",
+        // The same options as the `policy` world above.
+        pub_export_macro: true,
+        default_bindings_module: "hearth_edge_sdk::bindings",
+        additional_derives: [PartialEq, Eq, Clone],
+        // Requests start from an empty one in tests too.
+        additional_type_attributes: {
+            "hearth:edge/types@0.1.1/client-hello": [#[derive(Default)]],
+            "hearth:edge/http-types@0.1.1/http-request": [#[derive(Default)]],
         },
     });
 }
 
+#[cfg(feature = "http")]
+pub use bindings::hearth::edge::http_types::{
+    Forward, HttpDecision, HttpRequest, LocalResponse, Redirect,
+};
 pub use bindings::hearth::edge::types::{
     Alert, ClientHello, Decision, Level, ProxyProtocol, Rejection, Route,
 };
 pub use config::{Config, ConfigError};
 pub use host::{now_ms, take_token};
+#[cfg(feature = "http")]
+pub use http::HttpPolicy;
 
 /// A routing policy: built once per instance from the config, then asked to
 /// decide about each connection.
@@ -176,9 +204,36 @@ pub trait Policy: Sized + 'static {
 /// calls (a second `init` replaces it; a failed one leaves the instance
 /// uninitialised). `decide` before a successful `init` rejects with reason
 /// [`export::NOT_INITIALISED`] and the `internal_error` alert.
+///
+/// With the SDK's `http` feature on (e.g. unified into the build by another
+/// crate), the component targets `http-policy` and its `on-request` always
+/// answers `follow-routes`: the same behaviour as a plain policy, one call
+/// per request dearer. Policies that want requests use
+/// `export_http_policy!`.
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
+        $crate::__export_component!($policy, follow_routes);
+    };
+}
+
+/// Exports an [`HttpPolicy`] as the component's `init`, `decide` and
+/// `on-request` (the `http-policy` world): `hearth_edge_sdk::export_http_policy!(MyPolicy);`.
+/// Needs the SDK's `http` feature. `on-request` before a successful `init`
+/// answers 503 (see [`export::NOT_INITIALISED`]).
+#[cfg(feature = "http")]
+#[macro_export]
+macro_rules! export_http_policy {
+    ($policy:ty) => {
+        $crate::__export_component!($policy, on_request);
+    };
+}
+
+/// The export glue behind [`export_policy!`] and `export_http_policy!`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_component {
+    ($policy:ty, $requests:ident) => {
         // The generated export glue is `unsafe` FFI; it is reviewed code of
         // `wit-bindgen`, not of the policy.
         #[allow(unsafe_code)]
@@ -200,9 +255,37 @@ macro_rules! export_policy {
                 fn decide(hello: $crate::ClientHello) -> $crate::Decision {
                     HEARTH_EDGE_INSTANCE.with(|slot| slot.decide(&hello))
                 }
+
+                $crate::__export_on_request!($requests);
             }
 
     $crate::bindings::export!(HearthEdgeExport with_types_in $crate::bindings);
         };
+    };
+}
+
+/// `on-request` in the export glue: absent from a `policy` world build.
+#[cfg(not(feature = "http"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_on_request {
+    (follow_routes) => {};
+}
+
+/// `on-request` in the export glue of an `http-policy` build: the policy's
+/// answer, or `follow-routes` for a policy exported with `export_policy!`.
+#[cfg(feature = "http")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_on_request {
+    (follow_routes) => {
+        fn on_request(_request: $crate::HttpRequest) -> $crate::HttpDecision {
+            $crate::HttpDecision::FollowRoutes
+        }
+    };
+    (on_request) => {
+        fn on_request(request: $crate::HttpRequest) -> $crate::HttpDecision {
+            HEARTH_EDGE_INSTANCE.with(|slot| slot.on_request(&request))
+        }
     };
 }

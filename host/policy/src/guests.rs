@@ -12,7 +12,8 @@ pub const POLICIES_DIR: &str = env!("HEARTH_POLICIES_DIR");
 
 /// Panics in `decide` for `trap.test`; refuses `init` with `refuse=yes`.
 pub const TRAP: &str = "guest_trap.wasm";
-/// Loops forever in `decide` for `spin.test`.
+/// Loops forever in `decide` (and `on-request`) for `spin.test`; an
+/// `http-policy` whose `on-request` also returns invalid answers.
 pub const SPIN: &str = "guest_spin.wasm";
 /// Allocates without bound in `decide` for `hog.test`.
 pub const HOG: &str = "guest_hog.wasm";

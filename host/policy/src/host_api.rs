@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use crate::Level;
-use crate::bindings::hearth::edge::{host, types};
+use crate::bindings::hearth::edge::{host, http_types, types};
 use crate::instance::StoreState;
 
 use self::token_bucket::TokenBuckets;
@@ -81,6 +81,8 @@ impl PolicyShared {
 }
 
 impl types::Host for StoreState {}
+
+impl http_types::Host for StoreState {}
 
 impl host::Host for StoreState {
     fn log(&mut self, level: Level, message: String) {

@@ -10,10 +10,11 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::{Policy as PolicyWorld, PolicyPre};
+use crate::bindings::http::{HttpPolicy, HttpPolicyPre};
+use crate::bindings::plain::{Policy as PlainPolicy, PolicyPre as PlainPolicyPre};
 use crate::host_api::PolicyShared;
 use crate::wasi::output::GuestOutput;
-use crate::{ClientHello, Decision, PolicyError};
+use crate::{ClientHello, Decision, HttpDecision, HttpRequest, PolicyError};
 
 /// Log lines one `init` or `decide` call may write; more are counted and
 /// dropped, so a looping policy cannot flood the log.
@@ -49,9 +50,24 @@ struct MemoryLimiter {
     hit: bool,
 }
 
+/// A policy's component, linked as the world it implements.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    /// `init` and `decide`.
+    Plain(PlainPolicyPre<StoreState>),
+    /// `init`, `decide` and `on-request`.
+    Http(HttpPolicyPre<StoreState>),
+}
+
+/// The exports of one instance.
+enum World {
+    Plain(PlainPolicy),
+    Http(HttpPolicy),
+}
+
 /// What it takes to start an instance of a policy.
 pub(crate) struct Template {
-    pub pre: PolicyPre<StoreState>,
+    pub pre: Pre,
     pub policy: Arc<PolicyShared>,
     pub max_memory: usize,
     /// Epoch ticks allowed per `decide` (see `Runtime::deadline_ticks`).
@@ -72,7 +88,7 @@ pub(crate) enum StartError {
 /// An initialised instance, ready for `decide`.
 pub(crate) struct Instance {
     store: Store<StoreState>,
-    world: PolicyWorld,
+    world: World,
     deadline_ticks: u64,
 }
 
@@ -97,12 +113,20 @@ impl Instance {
             log_lines_left: MAX_LOG_LINES_PER_CALL,
             log_lines_dropped: 0,
         };
-        let mut store = Store::new(t.pre.engine(), state);
+        let engine = match &t.pre {
+            Pre::Plain(pre) => pre.engine(),
+            Pre::Http(pre) => pre.engine(),
+        };
+        let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         // A new store's deadline (0) has already passed: set it first.
         store.set_epoch_deadline(t.init_deadline_ticks);
-        let world = match t.pre.instantiate(&mut store) {
+        let instantiated = match &t.pre {
+            Pre::Plain(pre) => pre.instantiate(&mut store).map(World::Plain),
+            Pre::Http(pre) => pre.instantiate(&mut store).map(World::Http),
+        };
+        let world = match instantiated {
             Ok(world) => world,
             Err(e) => {
                 // Only a trap or the memory cap is the policy's doing; any
@@ -122,7 +146,10 @@ impl Instance {
             deadline_ticks: t.deadline_ticks,
         };
         instance.store.set_epoch_deadline(t.init_deadline_ticks);
-        let outcome = instance.world.call_init(&mut instance.store, &t.config);
+        let outcome = match &instance.world {
+            World::Plain(w) => w.call_init(&mut instance.store, &t.config),
+            World::Http(w) => w.call_init(&mut instance.store, &t.config),
+        };
         match instance.finish(outcome) {
             Ok(Ok(())) => Ok(instance),
             Ok(Err(message)) => Err(StartError::Refused(message)),
@@ -134,7 +161,23 @@ impl Instance {
     pub fn decide(&mut self, hello: &ClientHello) -> Result<Decision, PolicyError> {
         self.store.set_epoch_deadline(self.deadline_ticks);
         self.store.data_mut().log_lines_left = MAX_LOG_LINES_PER_CALL;
-        let outcome = self.world.call_decide(&mut self.store, hello);
+        let outcome = match &self.world {
+            World::Plain(w) => w.call_decide(&mut self.store, hello),
+            World::Http(w) => w.call_decide(&mut self.store, hello),
+        };
+        self.finish(outcome)
+    }
+
+    /// Asks about one HTTP request under the time limit. Only called on
+    /// instances of an `http-policy` (see `Policy::handles_requests`); a
+    /// plain instance answers `follow-routes`.
+    pub fn on_request(&mut self, request: &HttpRequest) -> Result<HttpDecision, PolicyError> {
+        let World::Http(world) = &self.world else {
+            return Ok(HttpDecision::FollowRoutes);
+        };
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data_mut().log_lines_left = MAX_LOG_LINES_PER_CALL;
+        let outcome = world.call_on_request(&mut self.store, request);
         self.finish(outcome)
     }
 

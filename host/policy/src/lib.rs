@@ -1,6 +1,8 @@
 //! The policy runtime of hearth-wasm-edge: loads WebAssembly routing policies
 //! (components targeting the `hearth:edge/policy` world in `wit/edge.wit`) and
-//! asks them for decisions under time and memory limits.
+//! asks them for decisions under time and memory limits. A component of the
+//! `http-policy` world also answers `on-request` for the HTTP mode
+//! ([`Policy::handles_requests`], [`Policy::on_request`]).
 //!
 //! # Layout
 //! - [`bindings`]: the host side of the WIT contract (`bindgen!`, once).
@@ -18,7 +20,7 @@
 //! [`Policy`], the WIT types re-exported here, and [`PolicyError`].
 //!
 //! # What a call may do, and what happens when it misbehaves
-//! - Every `decide` runs under an epoch deadline: it is stopped between
+//! - Every `decide` (and `on-request`) runs under an epoch deadline: it is stopped between
 //!   `max_time` and `max_time + epoch_tick` ([`PolicyError::Timeout`]; a
 //!   20 ms limit with the default 1 ms tick measured 20.3–21.0 ms).
 //!   Instantiation plus `init` has its own, longer budget, `init_timeout`
@@ -56,6 +58,9 @@ mod policy;
 mod runtime;
 mod wasi;
 
+pub use bindings::hearth::edge::http_types::{
+    Forward, HttpDecision, HttpRequest, LocalResponse, Redirect,
+};
 pub use bindings::hearth::edge::types::{
     Alert, ClientHello, Decision, Level, ProxyProtocol, Rejection, Route,
 };

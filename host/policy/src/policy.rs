@@ -9,12 +9,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::bindings::PolicyPre;
+use crate::bindings::http::HttpPolicyPre;
+use crate::bindings::plain::PolicyPre as PlainPolicyPre;
 use crate::host_api::PolicyShared;
 use crate::host_api::token_bucket::TokenBuckets;
-use crate::instance::{Instance, StartError, Template};
+use crate::instance::{Instance, Pre, StartError, Template};
 use crate::runtime::{ArtifactSource, MAX_POLICY_MEMORY, one_line};
-use crate::{ClientHello, Decision, LoadError, PolicyError, Runtime};
+use crate::{ClientHello, Decision, HttpDecision, HttpRequest, LoadError, PolicyError, Runtime};
+
+/// The export that makes a component an `http-policy`.
+const ON_REQUEST: &str = "on-request";
 
 /// Resource limits for every call into a policy.
 #[derive(Debug, Clone, Copy)]
@@ -133,6 +137,7 @@ impl Policy {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string())
             .into();
+        let handles_requests = matches!(pre, Pre::Http(_));
         let template = Template {
             pre,
             policy: Arc::new(PolicyShared {
@@ -167,7 +172,13 @@ impl Policy {
                 _runtime: runtime.clone(),
             }),
         };
-        tracing::info!(policy = policy.name(), path = %path.display(), ?source, "policy loaded");
+        tracing::info!(
+            policy = policy.name(),
+            path = %path.display(),
+            ?source,
+            on_request = handles_requests,
+            "policy loaded"
+        );
         Ok(policy)
     }
 
@@ -181,15 +192,41 @@ impl Policy {
     /// Asks the policy what to do with one connection. Synchronous and
     /// bounded by `max_time`.
     pub fn decide(&self, hello: &ClientHello) -> Result<Decision, PolicyError> {
+        self.call(|instance| instance.decide(hello))
+    }
+
+    /// Whether the policy exports `on-request` (the `http-policy` world).
+    /// When it does not, [`Policy::on_request`] always follows the routes
+    /// and the HTTP mode need not ask.
+    pub fn handles_requests(&self) -> bool {
+        matches!(self.inner.template.pre, Pre::Http(_))
+    }
+
+    /// Asks the policy what to do with one HTTP request. Synchronous and
+    /// bounded by `max_time`, like [`Policy::decide`]; counted with the
+    /// decisions.
+    pub fn on_request(&self, request: &HttpRequest) -> Result<HttpDecision, PolicyError> {
+        if !self.handles_requests() {
+            return Ok(HttpDecision::FollowRoutes);
+        }
+        self.call(|instance| instance.on_request(request))
+    }
+
+    /// One call on a pooled instance: the instance goes back to the pool
+    /// after a successful call and is dropped after a failed one.
+    fn call<R>(
+        &self,
+        f: impl FnOnce(&mut Instance) -> Result<R, PolicyError>,
+    ) -> Result<R, PolicyError> {
         let mut instance = match self.take_idle() {
             Some(instance) => instance,
             None => self.start_instance()?,
         };
-        match instance.decide(hello) {
-            Ok(decision) => {
+        match f(&mut instance) {
+            Ok(answer) => {
                 self.inner.stats.decisions.fetch_add(1, Ordering::Relaxed);
                 self.give_back(instance);
-                Ok(decision)
+                Ok(answer)
             }
             Err(e) => Err(self.failed(e)),
         }
@@ -283,12 +320,13 @@ impl Policy {
     }
 }
 
-/// Compiles (or loads) `wasm` and links it against the runtime's imports.
+/// Compiles (or loads) `wasm` and links it against the runtime's imports,
+/// as an `http-policy` when it exports `on-request`, else as a `policy`.
 fn prepare(
     runtime: &Runtime,
     path: &Path,
     wasm: &[u8],
-) -> Result<(PolicyPre<crate::instance::StoreState>, ArtifactSource), LoadError> {
+) -> Result<(Pre, ArtifactSource), LoadError> {
     let invalid = |e: wasmtime::Error| LoadError::Invalid {
         path: path.to_owned(),
         message: format!("not a hearth:edge policy: {}", one_line(&e)),
@@ -298,7 +336,11 @@ fn prepare(
         .linker()
         .instantiate_pre(&component)
         .map_err(invalid)?;
-    let pre = PolicyPre::new(instance_pre).map_err(invalid)?;
+    let pre = if component.get_export_index(None, ON_REQUEST).is_some() {
+        Pre::Http(HttpPolicyPre::new(instance_pre).map_err(invalid)?)
+    } else {
+        Pre::Plain(PlainPolicyPre::new(instance_pre).map_err(invalid)?)
+    };
     Ok((pre, source))
 }
 

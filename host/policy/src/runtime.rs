@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bindings::Policy as PolicyWorld;
+use crate::bindings::http::HttpPolicy as HttpPolicyWorld;
 use crate::host_api::{LogSink, RuntimeShared};
 use crate::instance::StoreState;
 use crate::{LoadError, cache};
@@ -145,7 +145,9 @@ impl Runtime {
         let engine = Engine::new(&engine_config()).map_err(runtime_error)?;
         let mut linker = Linker::<StoreState>::new(&engine);
         crate::wasi::add_to_linker(&mut linker).map_err(runtime_error)?;
-        PolicyWorld::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
+        // The `http-policy` world imports what `policy` does: one set of
+        // host functions serves both.
+        HttpPolicyWorld::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(runtime_error)?;
         let ticker = Ticker::start(engine.clone(), options.epoch_tick).map_err(|e| {
             LoadError::Runtime(format!("cannot start the epoch ticker thread: {e}"))

@@ -7,6 +7,7 @@ mod runtime {
     mod capabilities;
     mod faults;
     mod harness;
+    mod http_requests;
     mod loading;
     mod shipped;
     mod support;

@@ -77,9 +77,9 @@ fn a_component_without_the_policy_exports_is_refused() {
 fn a_component_for_another_world_is_refused() {
     // A component importing an interface the edge does not provide.
     let wasm = std::fs::read(guest(TRAP)).unwrap();
-    let tampered = String::from_utf8_lossy(&wasm).contains("hearth:edge/host@0.1.0");
-    assert!(tampered, "the trap guest imports hearth:edge/host@0.1.0");
-    let renamed = replace_all(&wasm, b"hearth:edge/host@0.1.0", b"hearth:edge/xost@0.1.0");
+    let tampered = String::from_utf8_lossy(&wasm).contains("hearth:edge/host@0.1.1");
+    assert!(tampered, "the trap guest imports hearth:edge/host@0.1.1");
+    let renamed = replace_all(&wasm, b"hearth:edge/host@0.1.1", b"hearth:edge/xost@0.1.1");
     let (err, path) = load_bytes("other-world.wasm", &renamed);
     assert_invalid(&err, &path, "not a hearth:edge policy");
 }
