@@ -7,6 +7,7 @@
 //! - `http/handler.rs`: one request, top to bottom (start reading here).
 //! - `http/routes.rs`: first-match routing and prefix strip.
 //! - `http/headers.rs`: hop-by-hop and forwarding headers.
+//! - `http/policy.rs`: the policy's `on-request`, for an `http-policy`.
 //! - `http/forward_auth.rs`: the authorization subrequest.
 //! - `http/client.rs`: connections to backends, per pool member.
 //! - `http/body.rs`: the body type of both directions.
@@ -22,6 +23,7 @@ mod error;
 mod forward_auth;
 mod handler;
 mod headers;
+mod policy;
 mod routes;
 
 use std::collections::HashMap;
@@ -40,15 +42,20 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub use error::HttpError;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::proxy::Decide;
 use crate::upstream::Upstreams;
 use client::Upstream;
 
-/// Everything the HTTP mode's requests read: the config and each backend's
-/// HTTP side.
-#[derive(Debug)]
+/// Everything the HTTP mode's requests read: the config, each backend's
+/// HTTP side, and the policy when it answers `on-request`.
 pub struct Http {
     config: Arc<Config>,
     upstreams: HashMap<String, Arc<Upstream>>,
+    /// Set only for a policy of the `http-policy` world: plain policies
+    /// cost requests nothing.
+    policy: Option<Arc<dyn Decide>>,
+    metrics: Arc<Metrics>,
 }
 
 /// The connection a request arrived on.
@@ -60,6 +67,8 @@ pub struct ConnInfo {
     pub proto: &'static str,
     /// The route set's name.
     pub routes: String,
+    /// The TLS connection's SNI; `None` on plain listeners.
+    pub sni: Option<String>,
 }
 
 /// Bytes a served connection moved.
@@ -80,14 +89,34 @@ pub struct Counting<S> {
 // === impl Http ===
 
 impl Http {
-    /// The HTTP side of every backend of `config`, over `pools`.
-    pub fn new(config: Arc<Config>, pools: &Upstreams) -> Http {
+    /// The HTTP side of every backend of `config`, over `pools`; `policy`
+    /// is asked about each request if it handles requests.
+    pub fn new(
+        config: Arc<Config>,
+        pools: &Upstreams,
+        policy: &Arc<dyn Decide>,
+        metrics: Arc<Metrics>,
+    ) -> Http {
         let upstreams = config
             .backends
             .keys()
             .filter_map(|name| Some((name.clone(), Upstream::new(pools.get(name)?.clone()))))
             .collect();
-        Http { config, upstreams }
+        Http {
+            config,
+            upstreams,
+            policy: policy.handles_requests().then(|| policy.clone()),
+            metrics,
+        }
+    }
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("upstreams", &self.upstreams)
+            .field("policy", &self.policy.as_ref().map(|p| p.name().to_owned()))
+            .finish_non_exhaustive()
     }
 }
 

@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use hearth_edge_policy::{ClientHello, Decision, Policy, PolicyError};
+use hearth_edge_policy::{ClientHello, Decision, HttpDecision, HttpRequest, Policy, PolicyError};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -58,6 +58,17 @@ pub trait Decide: Send + Sync + 'static {
     fn name(&self) -> &str {
         "policy"
     }
+
+    /// Whether [`Decide::on_request`] has anything to say: the HTTP mode
+    /// only asks when it does.
+    fn handles_requests(&self) -> bool {
+        false
+    }
+
+    /// The decision for one request of the HTTP mode.
+    fn on_request(&self, _request: &HttpRequest) -> Result<HttpDecision, PolicyError> {
+        Ok(HttpDecision::FollowRoutes)
+    }
 }
 
 impl Decide for Policy {
@@ -67,6 +78,14 @@ impl Decide for Policy {
 
     fn name(&self) -> &str {
         Policy::name(self)
+    }
+
+    fn handles_requests(&self) -> bool {
+        Policy::handles_requests(self)
+    }
+
+    fn on_request(&self, request: &HttpRequest) -> Result<HttpDecision, PolicyError> {
+        Policy::on_request(self, request)
     }
 }
 
@@ -348,7 +367,12 @@ impl Shared {
         let tls = tls::server_configs(&config, certs)?;
         let upstreams = Arc::new(Upstreams::new(&config));
         upstreams.spawn_maintenance();
-        let http = Arc::new(Http::new(config.clone(), &upstreams));
+        let http = Arc::new(Http::new(
+            config.clone(),
+            &upstreams,
+            &policy,
+            metrics.clone(),
+        ));
         Ok(Shared {
             config,
             policy,

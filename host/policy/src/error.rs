@@ -62,6 +62,10 @@ pub enum PolicyError {
     /// The decision names a backend the edge config does not have.
     #[error("policy chose unknown backend {0:?}")]
     UnknownBackend(String),
+    /// The answer is not one the edge can carry out (an HTTP status or
+    /// header the contract does not allow).
+    #[error("policy answer refused: {0}")]
+    InvalidAnswer(String),
     /// No instance could be created to serve the call (the runtime's
     /// instance pool is exhausted, or re-initialising the policy failed).
     #[error("policy instance unavailable: {0}")]
@@ -70,13 +74,14 @@ pub enum PolicyError {
 
 impl PolicyError {
     /// A short label for metrics and logs: `trap`, `timeout`, `memory`,
-    /// `unknown_backend`, `unavailable`.
+    /// `unknown_backend`, `invalid_answer`, `unavailable`.
     pub fn kind(&self) -> &'static str {
         match self {
             PolicyError::Trap(_) => "trap",
             PolicyError::Timeout => "timeout",
             PolicyError::Memory => "memory",
             PolicyError::UnknownBackend(_) => "unknown_backend",
+            PolicyError::InvalidAnswer(_) => "invalid_answer",
             PolicyError::Unavailable(_) => "unavailable",
         }
     }

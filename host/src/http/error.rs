@@ -40,6 +40,9 @@ pub enum HttpError {
         /// hyper's error.
         error: hyper::Error,
     },
+    /// The policy's `on-request` failed and `policy.on_error` is `reject`.
+    #[error("{0}")]
+    Policy(hearth_edge_policy::PolicyError),
     /// The backend did not answer within the dial + idle limits.
     #[error("backend {backend}: no answer in time")]
     Timeout {
@@ -56,6 +59,7 @@ impl HttpError {
             HttpError::Dial { .. } | HttpError::Upstream { .. } | HttpError::Timeout { .. } => {
                 Side::Backend
             }
+            HttpError::Policy(_) => Side::Policy,
         }
     }
 
@@ -66,6 +70,8 @@ impl HttpError {
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::Dial { .. } | HttpError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             HttpError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            // Fail closed, and tell the client it may try again.
+            HttpError::Policy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -120,5 +126,8 @@ mod tests {
         };
         assert_eq!(timeout.status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(HttpError::BadRequest("x").status(), StatusCode::BAD_REQUEST);
+        let policy = HttpError::Policy(hearth_edge_policy::PolicyError::Timeout);
+        assert_eq!(policy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(policy.side(), Side::Policy);
     }
 }

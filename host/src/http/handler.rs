@@ -1,5 +1,6 @@
 //! One request of the HTTP mode, top to bottom: find the route
-//! (`http/routes.rs`), ask `forward_auth` when the route has it
+//! (`http/routes.rs`), ask the policy's `on-request` when it has one
+//! (`http/policy.rs`), ask `forward_auth` when the route has it
 //! (`http/forward_auth.rs`), rewrite the head (`http/headers.rs`, prefix
 //! strip), send it to the backend (`http/client.rs`) and stream the answer
 //! back. A `101 Switching Protocols` answer (WebSocket) joins the two
@@ -20,6 +21,7 @@ use super::body::Body;
 use super::error::HttpError;
 use super::forward_auth::{self, Verdict};
 use super::headers::{self, Forwarding};
+use super::policy::{self, Answer};
 use super::{ConnInfo, Http, routes};
 use crate::config::UpstreamProtocol;
 use crate::proxy::copy;
@@ -29,6 +31,9 @@ use crate::proxy::copy;
 struct Trace {
     host: String,
     backend: Option<String>,
+    /// What `on-request` did, when the policy was asked and did not
+    /// follow the routes: `forward` or `respond`.
+    policy: Option<&'static str>,
 }
 
 /// Serves one request; never fails (failures are answers).
@@ -63,13 +68,15 @@ pub async fn handle(
         path = %path,
         status = response.status().as_u16(),
         backend = %trace.backend.as_deref().unwrap_or("-"),
+        policy = %trace.policy.unwrap_or("-"),
         duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
         "http request"
     );
+    http.metrics.http_response(response.status().as_u16());
     Ok(response)
 }
 
-/// Route → auth → backend.
+/// Route → policy → auth → backend.
 async fn forward(
     http: &Http,
     conn: &ConnInfo,
@@ -84,12 +91,27 @@ async fn forward(
         .http_routes
         .get(&conn.routes)
         .ok_or(HttpError::BadRequest("no such route set"))?;
-    let route =
-        routes::find(set, &host, request.uri().path()).ok_or_else(|| HttpError::NoRoute {
-            host: host.clone(),
-            path: request.uri().path().to_owned(),
-        })?;
-    trace.backend = Some(route.backend.clone());
+    let route = routes::find(set, &host, request.uri().path());
+    let routed_to = route.map(|r| r.backend.as_str());
+    let (backend, set_headers) = match policy::ask(http, conn, &request, &host, routed_to)? {
+        Answer::FollowRoutes => (routed_to.map(str::to_owned), Vec::new()),
+        Answer::Forward {
+            backend,
+            set_headers,
+        } => {
+            trace.policy = Some("forward");
+            (Some(backend), set_headers)
+        }
+        Answer::Respond(response) => {
+            trace.policy = Some("respond");
+            return Ok(response);
+        }
+    };
+    let backend = backend.ok_or_else(|| HttpError::NoRoute {
+        host: host.clone(),
+        path: request.uri().path().to_owned(),
+    })?;
+    trace.backend = Some(backend.clone());
     let trusted = set
         .trusted_proxies
         .iter()
@@ -101,7 +123,7 @@ async fn forward(
         trusted,
     };
 
-    if let Some(auth) = &route.forward_auth {
+    if let Some(auth) = route.and_then(|r| r.forward_auth.as_ref()) {
         match forward_auth::check(http, &request, auth, &forwarding).await? {
             Verdict::Allow(copied) => {
                 for name in &auth.copy_headers {
@@ -124,12 +146,16 @@ async fn forward(
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
         .to_owned();
-    let path_and_query = match (&route.path_prefix, route.strip_prefix) {
-        (Some(prefix), true) => routes::strip(prefix, &path_and_query),
+    let path_and_query = match route.map(|r| (&r.path_prefix, r.strip_prefix)) {
+        Some((Some(prefix), true)) => routes::strip(prefix, &path_and_query),
         _ => path_and_query,
     };
     headers::remove_hop_by_hop(&mut parts.headers, upgrade);
     headers::set_forwarding(&mut parts.headers, &forwarding);
+    // Last, so the policy's choice stands.
+    for (name, value) in set_headers {
+        parts.headers.insert(name, value);
+    }
     if !parts.headers.contains_key(header::HOST) {
         // HTTP/2 clients send :authority; HTTP/1.1 backends need Host.
         let value =
@@ -138,7 +164,7 @@ async fn forward(
     }
     let upstream = http
         .upstreams
-        .get(&route.backend)
+        .get(&backend)
         .ok_or(HttpError::BadRequest("no such backend"))?;
     let (version, uri) = match upstream.protocol() {
         UpstreamProtocol::Http1 => (Version::HTTP_11, path_and_query.parse::<Uri>()),
@@ -163,10 +189,10 @@ async fn forward(
     )
     .await
     .map_err(|_| HttpError::Timeout {
-        backend: route.backend.clone(),
+        backend: backend.clone(),
     })??;
     let mut response = sent.response;
-    debug!(backend = %route.backend, member = %sent.member, status = response.status().as_u16(), "backend answered");
+    debug!(backend = %backend, member = %sent.member, status = response.status().as_u16(), "backend answered");
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         match client_upgrade {
             Some(client_upgrade) => {

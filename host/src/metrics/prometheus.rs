@@ -20,6 +20,7 @@ const POLICY_ERROR_KINDS: &[&str] = &[
     "timeout",
     "memory",
     "unknown_backend",
+    "invalid_answer",
     "unavailable",
 ];
 /// Reload results always exported.
@@ -49,7 +50,7 @@ pub fn render(m: &Metrics, cx: &Context<'_>) -> String {
         "build_info",
         &[
             ("version", env!("CARGO_PKG_VERSION")),
-            ("wit", "hearth:edge@0.1.0"),
+            ("wit", "hearth:edge@0.1.1"),
         ],
         1,
     );
@@ -150,7 +151,7 @@ pub fn render(m: &Metrics, cx: &Context<'_>) -> String {
     out.family(
         "policy_decision_duration_seconds",
         "histogram",
-        "Time the live policy took to decide.",
+        "Time the live policy took to answer (decide, and on-request in the HTTP mode).",
     );
     out.histogram(
         "policy_decision_duration_seconds",

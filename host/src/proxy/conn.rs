@@ -158,6 +158,7 @@ pub async fn handle_plain(
         source,
         proto: "http",
         routes: set.to_string(),
+        sni: None,
     };
     let io = Counting::new(client, counts.clone());
     tokio::select! {
@@ -380,6 +381,7 @@ async fn serve_http(
         source: record.source,
         proto: "https",
         routes: set.to_owned(),
+        sni: record.sni.clone(),
     };
     if let Err(error) = http::serve(shared.http.clone(), stream, h2, conn).await {
         debug!(source = %record.source, error = %error, "http connection ended with an error");

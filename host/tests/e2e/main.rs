@@ -39,6 +39,7 @@ mod config;
 mod deploy;
 mod hostile;
 mod http_mode;
+mod http_policy;
 mod limits;
 mod ops;
 mod passthrough;
