@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use self::cases::{Case, CaseFile, Expect, HelloSpec, ParseError};
 pub use self::config::{ConfigError, config_map, config_pairs};
-use crate::{Alert, Decision, Limits, LoadError, Policy, ProxyProtocol, Runtime};
+use crate::{Alert, Decision, HttpDecision, Limits, LoadError, Policy, ProxyProtocol, Runtime};
 
 /// Case files could not be run at all.
 #[derive(Debug, thiserror::Error)]
@@ -167,13 +167,20 @@ pub fn run_cases(
                 };
             loaded.insert(config.clone(), outcome);
         }
-        let got = match &loaded[config] {
-            Loaded::Ready(policy) => match policy.decide(&case.hello) {
+        let got = match (&loaded[config], &case.request) {
+            (Loaded::Ready(policy), None) => match policy.decide(&case.hello) {
                 Ok(d) => Outcome::Decision(d),
                 Err(e) => Outcome::Error(e.to_string()),
             },
-            Loaded::Refused(m) => Outcome::InitRefused(m.clone()),
-            Loaded::Failed(m) => Outcome::Error(format!("init failed: {m}")),
+            (Loaded::Ready(policy), Some(_)) if !policy.handles_requests() => {
+                Outcome::Error("the policy does not export on-request (not an http-policy)".into())
+            }
+            (Loaded::Ready(policy), Some(request)) => match policy.on_request(request) {
+                Ok(d) => Outcome::Request(d),
+                Err(e) => Outcome::Error(e.to_string()),
+            },
+            (Loaded::Refused(m), _) => Outcome::InitRefused(m.clone()),
+            (Loaded::Failed(m), _) => Outcome::Error(format!("init failed: {m}")),
         };
         if got.matches(&case.expect) {
             report.passed += 1;
@@ -192,6 +199,7 @@ pub fn run_cases(
 /// What a case produced.
 enum Outcome {
     Decision(Decision),
+    Request(HttpDecision),
     InitRefused(String),
     Error(String),
 }
@@ -221,6 +229,26 @@ impl Outcome {
             (Outcome::InitRefused(message), Expect::InitError(text)) => {
                 message.contains(text.as_str())
             }
+            (Outcome::Request(HttpDecision::FollowRoutes), Expect::FollowRoutes) => true,
+            (Outcome::Request(HttpDecision::Forward(f)), Expect::Forward { backend, headers }) => {
+                &f.backend == backend && has_headers(&f.set_headers, headers)
+            }
+            (
+                Outcome::Request(HttpDecision::Redirect(r)),
+                Expect::Redirect { location, status },
+            ) => &r.location == location && status.is_none_or(|s| s == r.status),
+            (
+                Outcome::Request(HttpDecision::Respond(r)),
+                Expect::Respond {
+                    status,
+                    body,
+                    headers,
+                },
+            ) => {
+                r.status == *status
+                    && body.as_ref().is_none_or(|b| b == &r.body)
+                    && has_headers(&r.headers, headers)
+            }
             _ => false,
         }
     }
@@ -230,6 +258,7 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Decision(d) => f.write_str(&describe(d)),
+            Outcome::Request(d) => f.write_str(&describe_request(d)),
             Outcome::InitRefused(m) => write!(f, "init error {m:?}"),
             Outcome::Error(e) => write!(f, "error: {e}"),
         }
@@ -258,6 +287,42 @@ pub fn describe(decision: &Decision) -> String {
     }
 }
 
+/// Whether every `(name, value)` of `want` is in `got` (names compared
+/// case-insensitively).
+fn has_headers(got: &[(String, String)], want: &[(String, String)]) -> bool {
+    want.iter().all(|(name, value)| {
+        got.iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case(name) && v == value)
+    })
+}
+
+/// Headers as `{a: 1, b: 2}`, or nothing when empty.
+fn describe_headers(headers: &[(String, String)]) -> String {
+    if headers.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {v:?}")).collect();
+    format!(" (headers {{{}}})", list.join(", "))
+}
+
+/// An `on-request` answer in the case file's words, e.g. `forward web
+/// (headers {x-canary: "1"})` or `respond 403 (body "forbidden\n")`.
+pub fn describe_request(decision: &HttpDecision) -> String {
+    match decision {
+        HttpDecision::FollowRoutes => "follow_routes".into(),
+        HttpDecision::Forward(f) => {
+            format!("forward {}{}", f.backend, describe_headers(&f.set_headers))
+        }
+        HttpDecision::Redirect(r) => format!("redirect {} (status {})", r.location, r.status),
+        HttpDecision::Respond(r) => format!(
+            "respond {} (body {:?}){}",
+            r.status,
+            r.body,
+            describe_headers(&r.headers)
+        ),
+    }
+}
+
 fn describe_expect(e: &Expect) -> String {
     let proxy = |p: &Option<ProxyProtocol>| {
         p.map(|p| format!(" (proxy_protocol {})", proxy_name(p)))
@@ -279,6 +344,25 @@ fn describe_expect(e: &Expect) -> String {
             format!("reject {reason}{alert}")
         }
         Expect::InitError(text) => format!("init error containing {text:?}"),
+        Expect::FollowRoutes => "follow_routes".into(),
+        Expect::Forward { backend, headers } => {
+            format!("forward {backend}{}", describe_headers(headers))
+        }
+        Expect::Redirect { location, status } => {
+            let status = status.map(|s| format!(" (status {s})")).unwrap_or_default();
+            format!("redirect {location}{status}")
+        }
+        Expect::Respond {
+            status,
+            body,
+            headers,
+        } => {
+            let body = body
+                .as_ref()
+                .map(|b| format!(" (body {b:?})"))
+                .unwrap_or_default();
+            format!("respond {status}{body}{}", describe_headers(headers))
+        }
     }
 }
 

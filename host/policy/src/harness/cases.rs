@@ -22,6 +22,35 @@
 //! (with an optional `alert`) or `init_error`. An omitted optional field is
 //! not checked.
 //!
+//! A case of an `http-policy` (one exporting `on-request`) may give a
+//! `request` instead of a `hello`; the policy's `on-request` is then asked:
+//!
+//! ```yaml
+//!   - name: the admin area is refused from outside
+//!     request: { host: app.example, path: "/_/?x=1", source: 203.0.113.9,
+//!                headers: { user-agent: curl }, routed_to: web }
+//!     expect: { respond: 403, body: "forbidden\n" }
+//!   - name: other names go to the canonical one
+//!     request: { host: www.app.example, path: /a }
+//!     expect: { redirect: "https://app.example/a", status: 308 }
+//!   - name: the canary header picks the canary backend
+//!     request: { host: app.example, headers: { x-canary: "1" } }
+//!     expect: { forward: web-next, headers: { x-canary: "1" } }
+//!   - name: anything else follows the routes
+//!     request: { host: app.example }
+//!     expect: { follow_routes: true }
+//! ```
+//!
+//! Request expectations: `follow_routes: true`; `forward: <backend>`;
+//! `redirect: <location>` (optional `status`); `respond: <status>`
+//! (optional `body`, exact). `headers` goes with `forward` (the headers the
+//! policy sets) or `respond` (the answer's headers): each listed header must
+//! be there with that value; others are not checked. `request` fields, all
+//! optional: `method` (`GET`), `scheme` (`https`), `host` (`example.com`),
+//! `path` (`/`, may carry `?query`), `headers` (a map; names lowercased),
+//! `source` (`203.0.113.7`), `source_port` (40000), `sni` (the host for
+//! `https`, none for `http`), `route_set` (`web`), `routed_to` (none).
+//!
 //! `hello` fields, all optional; omitted ones take the value of a typical
 //! modern browser hello (see [`HelloSpec`]): `sni` (omitted = no SNI),
 //! `alpn`, `source`, `source_port`, `local_port`, `legacy_version`,
@@ -36,7 +65,7 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use super::config::config_map;
-use crate::{Alert, ClientHello, ProxyProtocol};
+use crate::{Alert, ClientHello, HttpRequest, ProxyProtocol};
 
 /// A parsed case file.
 #[derive(Debug, Clone)]
@@ -56,6 +85,8 @@ pub struct Case {
     pub config: Option<Vec<(String, String)>>,
     /// The hello given to `decide`.
     pub hello: ClientHello,
+    /// The request given to `on-request` instead, for a request case.
+    pub request: Option<HttpRequest>,
     /// The expected outcome.
     pub expect: Expect,
 }
@@ -86,6 +117,44 @@ pub enum Expect {
     },
     /// `init` refuses the config with a message containing this text.
     InitError(String),
+    /// `on-request` follows the routes.
+    FollowRoutes,
+    /// `on-request` forwards to this backend.
+    Forward {
+        /// Backend name.
+        backend: String,
+        /// Headers the policy must set (a subset check).
+        headers: Vec<(String, String)>,
+    },
+    /// `on-request` redirects.
+    Redirect {
+        /// The location, exactly.
+        location: String,
+        /// Checked when given.
+        status: Option<u16>,
+    },
+    /// `on-request` answers itself.
+    Respond {
+        /// The status.
+        status: u16,
+        /// Checked (exactly) when given.
+        body: Option<String>,
+        /// Headers the answer must have (a subset check).
+        headers: Vec<(String, String)>,
+    },
+}
+
+impl Expect {
+    /// Whether this expects an answer of `on-request` (a request case).
+    pub fn is_for_request(&self) -> bool {
+        matches!(
+            self,
+            Expect::FollowRoutes
+                | Expect::Forward { .. }
+                | Expect::Redirect { .. }
+                | Expect::Respond { .. }
+        )
+    }
 }
 
 // --- The raw YAML shapes ---
@@ -104,9 +173,36 @@ struct RawCase {
     name: String,
     #[serde(default, deserialize_with = "de_case_config")]
     config: Option<Vec<(String, String)>>,
-    #[serde(default)]
-    hello: HelloSpec,
+    hello: Option<HelloSpec>,
+    request: Option<RequestSpec>,
     expect: RawExpect,
+}
+
+/// The `request:` of a request case; see the module docs for defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestSpec {
+    /// Default `GET`.
+    pub method: String,
+    /// `https` (default) or `http`.
+    pub scheme: String,
+    /// Default `example.com`.
+    pub host: String,
+    /// Path with an optional `?query`; default `/`.
+    pub path: String,
+    /// Request headers; names are lowercased.
+    #[serde(deserialize_with = "de_headers")]
+    pub headers: Vec<(String, String)>,
+    /// Client IP address; default `203.0.113.7`.
+    pub source: String,
+    /// Client port; default 40000.
+    pub source_port: u16,
+    /// SNI; default the host over https, none over http.
+    pub sni: Option<String>,
+    /// Route set name; default `web`.
+    pub route_set: String,
+    /// The route set's choice; default none (no route matched).
+    pub routed_to: Option<String>,
 }
 
 /// The `hello:` of a case. Every field is optional; the defaults describe
@@ -155,6 +251,14 @@ struct RawExpect {
     init_error: Option<String>,
     proxy_protocol: Option<RawProxyProtocol>,
     alert: Option<RawAlert>,
+    follow_routes: Option<bool>,
+    forward: Option<String>,
+    redirect: Option<String>,
+    respond: Option<u16>,
+    status: Option<u16>,
+    body: Option<String>,
+    #[serde(default, deserialize_with = "de_headers_opt")]
+    headers: Option<Vec<(String, String)>>,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +278,67 @@ enum RawAlert {
     ProtocolVersion,
     InternalError,
     Close,
+}
+
+// === impl RequestSpec ===
+
+impl Default for RequestSpec {
+    fn default() -> Self {
+        RequestSpec {
+            method: "GET".into(),
+            scheme: "https".into(),
+            host: "example.com".into(),
+            path: "/".into(),
+            headers: Vec::new(),
+            source: "203.0.113.7".into(),
+            source_port: 40_000,
+            sni: None,
+            route_set: "web".into(),
+            routed_to: None,
+        }
+    }
+}
+
+impl RequestSpec {
+    /// The request as the edge would present it to the policy.
+    pub fn to_request(&self) -> Result<HttpRequest, String> {
+        let source = canonical_ip(&self.source)?;
+        let (path, query) = match self.path.split_once('?') {
+            Some((path, query)) => (path, Some(query.to_owned())),
+            None => (self.path.as_str(), None),
+        };
+        if !path.starts_with('/') {
+            return Err(format!("path {:?} does not start with /", self.path));
+        }
+        let host = normalise_name(&self.host);
+        let server_name = match (&self.sni, self.scheme.as_str()) {
+            (Some(sni), _) => Some(normalise_name(sni)),
+            (None, "https") => Some(host.clone()),
+            (None, "http") => None,
+            (None, other) => return Err(format!("scheme {other:?} is not https or http")),
+        };
+        Ok(HttpRequest {
+            method: self.method.clone(),
+            scheme: self.scheme.clone(),
+            host,
+            path: path.to_owned(),
+            query,
+            headers: self.headers.clone(),
+            source_addr: source,
+            source_port: self.source_port,
+            server_name,
+            route_set: self.route_set.clone(),
+            routed_to: self.routed_to.clone(),
+        })
+    }
+}
+
+/// An IP address as the edge shows it: IPv4-mapped IPv6 as IPv4.
+fn canonical_ip(text: &str) -> Result<String, String> {
+    let ip: IpAddr = text
+        .parse()
+        .map_err(|_| format!("source {text:?} is not an IP address"))?;
+    Ok(ip.to_canonical().to_string())
 }
 
 // === impl HelloSpec ===
@@ -206,18 +371,11 @@ impl Default for HelloSpec {
 impl HelloSpec {
     /// The hello as the edge would present it to the policy.
     pub fn to_hello(&self) -> Result<ClientHello, String> {
-        let source: IpAddr = self
-            .source
-            .parse()
-            .map_err(|_| format!("source {:?} is not an IP address", self.source))?;
-        let source = match source {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
-        };
+        let source = canonical_ip(&self.source)?;
         Ok(ClientHello {
             server_name: self.sni.as_deref().map(normalise_name),
             alpn: self.alpn.clone(),
-            source_addr: source.to_string(),
+            source_addr: source,
             source_port: self.source_port,
             local_port: self.local_port,
             legacy_version: self.legacy_version,
@@ -279,11 +437,41 @@ pub fn parse(text: &str) -> Result<CaseFile, ParseError> {
             message: format!("{message} (case {:?})", c.name),
         };
         let expect = c.expect.into_expect().map_err(|m| at("expect", m))?;
-        let hello = c.hello.to_hello().map_err(|m| at("hello.source", m))?;
+        let request = match (&c.request, &c.hello) {
+            (Some(_), Some(_)) => {
+                return Err(at(
+                    "request",
+                    "a case has a hello or a request, not both".into(),
+                ));
+            }
+            (Some(spec), None) => Some(spec.to_request().map_err(|m| at("request", m))?),
+            (None, _) => None,
+        };
+        match (request.is_some(), expect.is_for_request()) {
+            (true, false) if !matches!(expect, Expect::InitError(_)) => {
+                return Err(at(
+                    "expect",
+                    "a request case expects follow_routes, forward, redirect or respond".into(),
+                ));
+            }
+            (false, true) => {
+                return Err(at(
+                    "request",
+                    "follow_routes, forward, redirect and respond need a request".into(),
+                ));
+            }
+            _ => {}
+        }
+        let hello = c
+            .hello
+            .unwrap_or_default()
+            .to_hello()
+            .map_err(|m| at("hello.source", m))?;
         cases.push(Case {
             name: c.name,
             config: c.config,
             hello,
+            request,
             expect,
         });
     }
@@ -311,6 +499,21 @@ fn de_config<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, Stri
     config_map(&value).map_err(serde::de::Error::custom)
 }
 
+fn de_headers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    let value = Value::deserialize(d)?;
+    let pairs = config_map(&value).map_err(serde::de::Error::custom)?;
+    Ok(pairs
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .collect())
+}
+
+fn de_headers_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<(String, String)>>, D::Error> {
+    de_headers(d).map(Some)
+}
+
 fn de_case_config<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Vec<(String, String)>>, D::Error> {
@@ -332,28 +535,71 @@ impl RawExpect {
             RawAlert::InternalError => Alert::InternalError,
             RawAlert::Close => Alert::Close,
         });
-        let expect = match (
-            self.passthrough,
-            self.terminate,
-            self.reject,
-            self.init_error,
-        ) {
-            (Some(backend), None, None, None) => Expect::Passthrough {
+        let given = [
+            self.passthrough.is_some(),
+            self.terminate.is_some(),
+            self.reject.is_some(),
+            self.init_error.is_some(),
+            self.follow_routes.is_some(),
+            self.forward.is_some(),
+            self.redirect.is_some(),
+            self.respond.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err(
+                "expect needs exactly one of passthrough, terminate, reject, \
+                        init_error, follow_routes, forward, redirect, respond"
+                    .into(),
+            );
+        }
+        let headers = self.headers;
+        let expect = if let Some(backend) = self.passthrough {
+            Expect::Passthrough {
                 backend,
                 proxy_protocol,
-            },
-            (None, Some(backend), None, None) => Expect::Terminate {
-                backend,
-                proxy_protocol,
-            },
-            (None, None, Some(reason), None) => Expect::Reject { reason, alert },
-            (None, None, None, Some(text)) => Expect::InitError(text),
-            _ => {
-                return Err(
-                    "expect needs exactly one of passthrough, terminate, reject, init_error".into(),
-                );
             }
+        } else if let Some(backend) = self.terminate {
+            Expect::Terminate {
+                backend,
+                proxy_protocol,
+            }
+        } else if let Some(reason) = self.reject {
+            Expect::Reject { reason, alert }
+        } else if let Some(text) = self.init_error {
+            Expect::InitError(text)
+        } else if let Some(follow) = self.follow_routes {
+            if !follow {
+                return Err("follow_routes can only be true".into());
+            }
+            Expect::FollowRoutes
+        } else if let Some(backend) = self.forward {
+            Expect::Forward {
+                backend,
+                headers: headers.clone().unwrap_or_default(),
+            }
+        } else if let Some(location) = self.redirect {
+            Expect::Redirect {
+                location,
+                status: self.status,
+            }
+        } else if let Some(status) = self.respond {
+            Expect::Respond {
+                status,
+                body: self.body.clone(),
+                headers: headers.clone().unwrap_or_default(),
+            }
+        } else {
+            unreachable!("exactly one expectation was counted above")
         };
+        if self.status.is_some() && !matches!(expect, Expect::Redirect { .. }) {
+            return Err("status goes with redirect (respond takes the status itself)".into());
+        }
+        if self.body.is_some() && !matches!(expect, Expect::Respond { .. }) {
+            return Err("body goes with respond".into());
+        }
+        if headers.is_some() && !matches!(expect, Expect::Forward { .. } | Expect::Respond { .. }) {
+            return Err("headers goes with forward or respond".into());
+        }
         let routes = matches!(
             expect,
             Expect::Passthrough { .. } | Expect::Terminate { .. }
@@ -491,5 +737,54 @@ cases:
     fn unknown_top_level_fields_are_refused() {
         let e = parse("cases: []\ncasez: []\n").unwrap_err();
         assert!(e.message.contains("unknown field `casez`"), "{e:?}");
+    }
+
+    #[test]
+    fn a_request_case_is_built_as_the_edge_would_present_it() {
+        let text = "cases:\n  - name: r\n    request: { host: WWW.App.Example., path: \"/a?b=1\", \
+                    source: '::ffff:10.0.0.1', headers: { X-Canary: yes } }\n    \
+                    expect: { forward: next, headers: { x-canary: \"1\" } }\n";
+        let f = parse(text).unwrap();
+        let request = f.cases[0].request.as_ref().unwrap();
+        assert_eq!(request.host, "www.app.example");
+        assert_eq!(request.server_name.as_deref(), Some("www.app.example"));
+        assert_eq!(
+            (request.path.as_str(), request.query.as_deref()),
+            ("/a", Some("b=1"))
+        );
+        assert_eq!(request.source_addr, "10.0.0.1");
+        assert_eq!(request.headers, [("x-canary".to_owned(), "yes".to_owned())]);
+        assert_eq!(request.method, "GET");
+        assert_eq!(
+            f.cases[0].expect,
+            Expect::Forward {
+                backend: "next".into(),
+                headers: vec![("x-canary".into(), "1".into())]
+            }
+        );
+    }
+
+    #[test]
+    fn request_expectations_need_a_request_and_hello_ones_a_hello() {
+        let e = parse("cases:\n  - name: x\n    expect: { respond: 403 }\n").unwrap_err();
+        assert_eq!(e.field, "cases[0].request", "{e:?}");
+        let e =
+            parse("cases:\n  - name: x\n    request: {}\n    expect: { reject: r }\n").unwrap_err();
+        assert_eq!(e.field, "cases[0].expect", "{e:?}");
+        let e = parse(
+            "cases:\n  - name: x\n    hello: {}\n    request: {}\n    expect: { follow_routes: true }\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("not both"), "{e:?}");
+        let e = parse(
+            "cases:\n  - name: x\n    request: {}\n    expect: { respond: 200, status: 200 }\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("status goes with redirect"), "{e:?}");
+        let e = parse(
+            "cases:\n  - name: x\n    request: { path: a }\n    expect: { follow_routes: true }\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("does not start with /"), "{e:?}");
     }
 }
