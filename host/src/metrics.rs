@@ -92,7 +92,7 @@ pub struct Metrics {
     /// Changed certificate files refused (the old certificate stays).
     pub cert_reload_failures: AtomicU64,
     /// Responses of the HTTP listener by status code.
-    http_responses: Labelled<String>,
+    http_responses: StatusCounts,
 }
 
 /// A point-in-time copy of every counter.
@@ -217,7 +217,7 @@ impl Default for Metrics {
             on_renew_failures: AtomicU64::new(0),
             cert_reloads: AtomicU64::new(0),
             cert_reload_failures: AtomicU64::new(0),
-            http_responses: Labelled::default(),
+            http_responses: StatusCounts::default(),
         }
     }
 }
@@ -240,12 +240,13 @@ impl Metrics {
         self.rejects.add_str(reason, 1);
     }
 
-    /// Counts a response of the HTTP listener.
+    /// Counts a response of the HTTP listener or the HTTP mode. Lock- and
+    /// allocation-free: it runs once per proxied request.
     pub fn http_response(&self, status: u16) {
-        self.http_responses.add_str(&status.to_string(), 1);
+        self.http_responses.add(status);
     }
 
-    /// Responses of the HTTP listener by status code.
+    /// Responses of the HTTP listener and the HTTP mode by status code.
     pub fn http_responses(&self) -> BTreeMap<String, u64> {
         self.http_responses.snapshot()
     }
@@ -384,6 +385,47 @@ impl<K: LabelKey> Labelled<K> {
 
     fn snapshot(&self) -> BTreeMap<K, u64> {
         lock(&self.0).clone()
+    }
+}
+
+/// The lowest and highest status codes `http::StatusCode` allows.
+const STATUS_MIN: u16 = 100;
+const STATUS_MAX: u16 = 999;
+
+/// One counter per HTTP status code.
+struct StatusCounts(Box<[AtomicU64]>);
+
+impl Default for StatusCounts {
+    fn default() -> Self {
+        StatusCounts(
+            (STATUS_MIN..=STATUS_MAX)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Debug for StatusCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.snapshot()).finish()
+    }
+}
+
+impl StatusCounts {
+    fn add(&self, status: u16) {
+        let i = status.clamp(STATUS_MIN, STATUS_MAX) - STATUS_MIN;
+        self.0[usize::from(i)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The codes counted at least once, as text.
+    fn snapshot(&self) -> BTreeMap<String, u64> {
+        (STATUS_MIN..=STATUS_MAX)
+            .zip(self.0.iter())
+            .filter_map(|(code, n)| {
+                let n = n.load(Ordering::Relaxed);
+                (n > 0).then(|| (code.to_string(), n))
+            })
+            .collect()
     }
 }
 
