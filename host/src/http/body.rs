@@ -1,9 +1,9 @@
 //! [`Body`]: the one body type of the HTTP mode, both ways. Streamed bodies
 //! (a client's upload, a backend's answer) pass frame by frame, never
 //! buffered; local answers (errors, redirects, forward-auth denials) are a
-//! single chunk. A backend's answer carries its [`Return`] guard, which puts
-//! the connection back for reuse once the body has ended
-//! (`http/client.rs`).
+//! single chunk. A backend's answer carries its [`Return`] guard, which
+//! drives the backend connection while the body is read and puts it back
+//! for reuse once the body has ended (`http/client.rs`).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -52,6 +52,11 @@ impl http_body::Body for Body {
             Body::Full(chunk) => Poll::Ready(chunk.take().map(|b| Ok(Frame::data(b)))),
             Body::Incoming(inner) => Pin::new(inner).poll_frame(cx),
             Body::Upstream { inner, guard } => {
+                // The backend connection has no task: reading its body
+                // drives it.
+                if let Some(guard) = guard {
+                    guard.drive(cx);
+                }
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 match &polled {
                     // Ended cleanly (servers stop polling once

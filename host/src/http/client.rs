@@ -4,10 +4,22 @@
 //! member). Members come from the backend's pool (`upstream.rs`), picked
 //! per request. A connect failure of an idempotent request is retried on
 //! the next member; once a request has been written it is never retried.
+//!
+//! An HTTP/1.1 backend connection has no task of its own: whoever uses it
+//! drives it — the request's task while the request is sent and the head
+//! awaited, then the client connection's task while it pulls the answer's
+//! body (`Body::Upstream` in `http/body.rs` calls [`Return::drive`]). One
+//! request then runs in one task, with no hand-off between threads per
+//! request. Only a connection switching protocols (101) gets a task, to
+//! finish handing its socket over. h2c connections, shared by many
+//! requests, run in their own task.
 
 use std::collections::HashMap;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Method, Request, Response};
@@ -36,10 +48,23 @@ pub struct Upstream {
 }
 
 /// A connection ready for a request.
-#[derive(Debug)]
 enum Sender {
-    H1(http1::SendRequest<Body>),
+    H1(H1),
     H2(http2::SendRequest<Body>),
+}
+
+/// The I/O of one HTTP/1.1 backend connection (hyper's connection future
+/// with upgrades, whose type hyper does not name).
+type ConnFuture = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// An HTTP/1.1 backend connection and the future that does its I/O, which
+/// its current user polls ([`H1::drive`]).
+struct H1 {
+    sender: http1::SendRequest<Body>,
+    conn: ConnFuture,
+    /// The connection future has finished: the connection is closed (or
+    /// was handed over after a 101).
+    done: bool,
 }
 
 /// Held by a streamed answer: releases the member's in-flight count, and
@@ -112,7 +137,7 @@ impl Upstream {
                 },
             };
             let result = match &mut sender {
-                Sender::H1(s) => s.try_send_request(request).await,
+                Sender::H1(h1) => h1.send(request).await,
                 Sender::H2(s) => s.try_send_request(request).await,
             };
             match result {
@@ -164,9 +189,9 @@ impl Upstream {
                 }
             };
             match sender {
-                Sender::H1(mut s) => {
-                    if !s.is_closed() && s.ready().await.is_ok() {
-                        return Some(Sender::H1(s));
+                Sender::H1(mut h1) => {
+                    if h1.ready().await {
+                        return Some(Sender::H1(h1));
                     }
                 }
                 Sender::H2(_) => {}
@@ -189,12 +214,11 @@ impl Upstream {
         match self.pool.settings().protocol {
             UpstreamProtocol::Http1 => {
                 let (sender, conn) = http1::handshake(io).await.map_err(handshake_error)?;
-                tokio::spawn(async move {
-                    if let Err(error) = conn.with_upgrades().await {
-                        debug!(error = %error, "backend connection ended");
-                    }
-                });
-                Ok(Sender::H1(sender))
+                Ok(Sender::H1(H1 {
+                    sender,
+                    conn: Box::pin(conn.with_upgrades()),
+                    done: false,
+                }))
             }
             UpstreamProtocol::H2c => {
                 let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
@@ -228,7 +252,7 @@ impl Upstream {
         let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         response.map(|inner| {
             if switching {
-                drop(guard);
+                guard.hand_over();
                 Body::Incoming(inner)
             } else if http_body::Body::is_end_stream(&inner) {
                 guard.finished();
@@ -243,8 +267,8 @@ impl Upstream {
     }
 
     fn put_idle(&self, member: SocketAddr, sender: Sender) {
-        if let Sender::H1(s) = &sender
-            && s.is_closed()
+        if let Sender::H1(h1) = &sender
+            && (h1.done || h1.sender.is_closed())
         {
             return;
         }
@@ -260,9 +284,110 @@ impl Upstream {
     }
 }
 
+// === impl H1 ===
+
+impl H1 {
+    /// Polls the connection's I/O once; notes when it has finished.
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if self.done {
+            return;
+        }
+        if let Poll::Ready(result) = self.conn.as_mut().poll(cx) {
+            self.done = true;
+            if let Err(error) = result {
+                debug!(error = %error, "backend connection ended");
+            }
+        }
+    }
+
+    /// Waits until the connection can take a request, driving it (an idle
+    /// connection is not polled, so a close by the backend shows only
+    /// now). False when it is closed.
+    async fn ready(&mut self) -> bool {
+        poll_fn(|cx| {
+            self.drive(cx);
+            if self.done {
+                return Poll::Ready(false);
+            }
+            self.sender.poll_ready(cx).map(|r| r.is_ok())
+        })
+        .await
+    }
+
+    /// Sends `request` and waits for the answer's head, driving the
+    /// connection meanwhile.
+    async fn send(
+        &mut self,
+        request: Request<Body>,
+    ) -> Result<Response<hyper::body::Incoming>, hyper::client::conn::TrySendError<Request<Body>>>
+    {
+        let H1 { sender, conn, done } = self;
+        let mut response = std::pin::pin!(sender.try_send_request(request));
+        let mut drive = H1Drive { conn, done };
+        poll_fn(|cx| {
+            drive.poll(cx);
+            response.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+/// [`H1::drive`] on borrowed fields, for use beside the borrowed sender.
+struct H1Drive<'a> {
+    conn: &'a mut ConnFuture,
+    done: &'a mut bool,
+}
+
+impl H1Drive<'_> {
+    fn poll(&mut self, cx: &mut Context<'_>) {
+        if *self.done {
+            return;
+        }
+        if let Poll::Ready(result) = self.conn.as_mut().poll(cx) {
+            *self.done = true;
+            if let Err(error) = result {
+                debug!(error = %error, "backend connection ended");
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sender::H1(h1) => f.debug_struct("H1").field("done", &h1.done).finish(),
+            Sender::H2(s) => f.debug_tuple("H2").field(s).finish(),
+        }
+    }
+}
+
 // === impl Return ===
 
 impl Return {
+    /// Drives the backend connection the answer's body comes from; called
+    /// before each poll of that body.
+    pub fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(Sender::H1(h1)) = &mut self.sender {
+            h1.drive(cx);
+        }
+    }
+
+    /// The backend switched protocols: its connection future must run to
+    /// the end to hand the socket to the upgrade, so it gets a task.
+    fn hand_over(mut self) {
+        if let Some(Sender::H1(h1)) = self.sender.take()
+            && !h1.done
+        {
+            let H1 { sender, conn, .. } = h1;
+            tokio::spawn(async move {
+                let _sender = sender;
+                if let Err(error) = conn.await {
+                    debug!(error = %error, "backend connection ended");
+                }
+            });
+        }
+    }
+
     /// The answer ended cleanly: the connection may carry another request.
     pub fn finished(mut self) {
         if let Some(sender) = self.sender.take() {
