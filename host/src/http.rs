@@ -69,6 +69,26 @@ pub struct ConnInfo {
     pub routes: String,
     /// The TLS connection's SNI; `None` on plain listeners.
     pub sni: Option<String>,
+    /// The client address as the forwarding headers write it.
+    pub source_text: headers::SourceText,
+}
+
+impl ConnInfo {
+    /// A connection from `source` into route set `routes`.
+    pub fn new(
+        source: SocketAddr,
+        proto: &'static str,
+        routes: String,
+        sni: Option<String>,
+    ) -> ConnInfo {
+        ConnInfo {
+            source,
+            proto,
+            routes,
+            sni,
+            source_text: headers::SourceText::new(source.ip()),
+        }
+    }
 }
 
 /// Bytes a served connection moved.

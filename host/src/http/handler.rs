@@ -44,7 +44,9 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // A shared copy for the log line (the request itself moves on).
+    let uri = request.uri().clone();
+    let path = uri.path();
     let mut trace = Trace::default();
     let response = match forward(&http, &conn, request, &mut trace).await {
         Ok(response) => response,
@@ -117,7 +119,7 @@ async fn forward(
         .iter()
         .any(|c| c.contains(conn.source.ip()));
     let forwarding = Forwarding {
-        source: conn.source.ip(),
+        source: &conn.source_text,
         proto: conn.proto,
         host: &raw_host,
         trusted,
@@ -141,14 +143,11 @@ async fn forward(
     let upgrade = request.version() == Version::HTTP_11 && headers::is_upgrade(request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
-    let path_and_query = match route.map(|r| (&r.path_prefix, r.strip_prefix)) {
-        Some((Some(prefix), true)) => routes::strip(prefix, &path_and_query),
-        _ => path_and_query,
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    // Only a stripped prefix changes the target.
+    let stripped = match route.map(|r| (&r.path_prefix, r.strip_prefix)) {
+        Some((Some(prefix), true)) => Some(routes::strip(prefix, path_and_query)),
+        _ => None,
     };
     headers::remove_hop_by_hop(&mut parts.headers, upgrade);
     headers::set_forwarding(&mut parts.headers, &forwarding);
@@ -166,11 +165,17 @@ async fn forward(
         .upstreams
         .get(&backend)
         .ok_or(HttpError::BadRequest("no such backend"))?;
+    let target = stripped.as_deref().unwrap_or(path_and_query);
     let (version, uri) = match upstream.protocol() {
-        UpstreamProtocol::Http1 => (Version::HTTP_11, path_and_query.parse::<Uri>()),
+        // An origin-form target as received (HTTP/1.1 clients) is reused
+        // as it is, without parsing it again.
+        UpstreamProtocol::Http1 if stripped.is_none() && parts.uri.authority().is_none() => {
+            (Version::HTTP_11, Ok(parts.uri.clone()))
+        }
+        UpstreamProtocol::Http1 => (Version::HTTP_11, target.parse::<Uri>()),
         UpstreamProtocol::H2c => (
             Version::HTTP_2,
-            format!("http://{raw_host}{path_and_query}").parse::<Uri>(),
+            format!("http://{raw_host}{target}").parse::<Uri>(),
         ),
     };
     if version == Version::HTTP_2 {

@@ -22,12 +22,18 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 
 /// Hop-by-hop headers that are always removed, besides those `Connection`
 /// names. `Upgrade` is handled apart.
-const HOP_BY_HOP: [&str; 3] = ["proxy-connection", "keep-alive", "transfer-encoding"];
+/// Named once, as the map's own type, so each removal is a lookup without
+/// parsing a name.
+const HOP_BY_HOP: [HeaderName; 3] = [
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TRANSFER_ENCODING,
+];
 
 /// What the forwarding headers say about one request.
 pub struct Forwarding<'a> {
-    /// The client's address (the TCP peer).
-    pub source: IpAddr,
+    /// The client (the TCP peer), as written once per connection.
+    pub source: &'a SourceText,
     /// `https` or `http`.
     pub proto: &'static str,
     /// The host the client asked for.
@@ -36,9 +42,37 @@ pub struct Forwarding<'a> {
     pub trusted: bool,
 }
 
+/// A client address in the two forms the forwarding headers use, made once
+/// per connection rather than once per request.
+#[derive(Debug, Clone)]
+pub struct SourceText {
+    /// `X-Forwarded-For`'s form: `203.0.113.7`, `2001:db8::1`.
+    xff: HeaderValue,
+    /// `Forwarded`'s node (RFC 7239 §6): `203.0.113.7`, `"[2001:db8::1]"`.
+    node: String,
+}
+
+impl SourceText {
+    /// The forms of `source` (IPv4-mapped IPv6 shown as IPv4).
+    pub fn new(source: IpAddr) -> SourceText {
+        let source = source.to_canonical();
+        let text = source.to_string();
+        let node = match source {
+            IpAddr::V4(_) => text.clone(),
+            IpAddr::V6(_) => format!("\"[{text}]\""),
+        };
+        SourceText {
+            xff: HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+                .expect("an IP address is a valid header value"),
+            node,
+        }
+    }
+}
+
 /// Removes hop-by-hop headers; when `upgrade` is true, keeps `Upgrade`
 /// and sets `Connection: upgrade`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // No `Connection` header (HTTP/2, most HTTP/1.1 clients): nothing named.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -52,7 +86,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         }
     }
     headers.remove(header::CONNECTION);
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     let keep_trailers = headers.get_all(header::TE).iter().any(|v| {
@@ -86,40 +120,47 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// Sets the forwarding headers for `fwd`.
 pub fn set_forwarding(headers: &mut HeaderMap, fwd: &Forwarding<'_>) {
-    let source = fwd.source.to_canonical();
     let previous_for = fwd
         .trusted
         .then(|| joined(headers, &X_FORWARDED_FOR))
         .flatten();
-    let xff = match previous_for {
-        Some(previous) => format!("{previous}, {source}"),
-        None => source.to_string(),
-    };
-    set(headers, &X_FORWARDED_FOR, &xff);
+    match previous_for {
+        Some(previous) => {
+            let source = fwd.source.xff.to_str().unwrap_or_default();
+            set(headers, &X_FORWARDED_FOR, format!("{previous}, {source}"));
+        }
+        // The common case: a shared copy of the connection's value.
+        None => {
+            headers.insert(X_FORWARDED_FOR.clone(), fwd.source.xff.clone());
+        }
+    }
     if !(fwd.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        set(headers, &X_FORWARDED_PROTO, fwd.proto);
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(fwd.proto),
+        );
     }
     if !(fwd.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        set(headers, &X_FORWARDED_HOST, fwd.host);
+        set(headers, &X_FORWARDED_HOST, fwd.host.to_owned());
     }
-    let node = match source {
-        IpAddr::V4(ip) => ip.to_string(),
-        IpAddr::V6(ip) => format!("\"[{ip}]\""),
-    };
-    let element = format!(
-        "for={node};host={};proto={}",
-        quote_if_needed(fwd.host),
-        fwd.proto
-    );
     let previous = fwd
         .trusted
         .then(|| joined(headers, &header::FORWARDED))
         .flatten();
-    let forwarded = match previous {
-        Some(previous) => format!("{previous}, {element}"),
-        None => element,
-    };
-    set(headers, &header::FORWARDED, &forwarded);
+    let mut forwarded = String::with_capacity(
+        previous.as_ref().map_or(0, |p| p.len() + 2) + fwd.source.node.len() + fwd.host.len() + 24,
+    );
+    if let Some(previous) = previous {
+        forwarded.push_str(&previous);
+        forwarded.push_str(", ");
+    }
+    forwarded.push_str("for=");
+    forwarded.push_str(&fwd.source.node);
+    forwarded.push_str(";host=");
+    push_quoted_if_needed(&mut forwarded, fwd.host);
+    forwarded.push_str(";proto=");
+    forwarded.push_str(fwd.proto);
+    set(headers, &header::FORWARDED, forwarded);
 }
 
 /// Every value of `name` joined with `, `, if there is one.
@@ -132,25 +173,37 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     (!values.is_empty()).then(|| values.join(", "))
 }
 
-/// Replaces `name` with `value` (dropped when not a valid header value).
-fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    headers.remove(name);
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name.clone(), value);
+/// Replaces `name` with `value` (removed when `value` is not a valid header
+/// value). The string becomes the header's bytes without a copy.
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: String) {
+    match HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
+        Ok(value) => {
+            headers.insert(name.clone(), value);
+        }
+        Err(_) => {
+            headers.remove(name);
+        }
     }
 }
 
-/// RFC 7239 §4: a value that is not a token must be a quoted string.
-fn quote_if_needed(value: &str) -> String {
+/// Appends `value`, as a quoted string unless it is a token (RFC 7239 §4).
+fn push_quoted_if_needed(out: &mut String, value: &str) {
     let token = !value.is_empty()
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if token {
-        value.to_owned()
-    } else {
-        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+        out.push_str(value);
+        return;
     }
+    out.push('"');
+    for c in value.chars() {
+        if c == '\\' || c == '"' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -210,7 +263,7 @@ mod tests {
             ("forwarded", "for=6.6.6.6"),
         ]);
         let fwd = Forwarding {
-            source: "203.0.113.7".parse().unwrap(),
+            source: &SourceText::new("203.0.113.7".parse().unwrap()),
             proto: "https",
             host: "app.example",
             trusted: false,
@@ -233,7 +286,7 @@ mod tests {
             ("forwarded", "for=198.51.100.1"),
         ]);
         let fwd = Forwarding {
-            source: "2001:db8::1".parse().unwrap(),
+            source: &SourceText::new("2001:db8::1".parse().unwrap()),
             proto: "https",
             host: "app.example:8443",
             trusted: true,
@@ -246,5 +299,19 @@ mod tests {
             h["forwarded"],
             "for=198.51.100.1, for=\"[2001:db8::1]\";host=\"app.example:8443\";proto=https"
         );
+    }
+
+    #[test]
+    fn a_host_that_is_not_a_token_is_quoted_and_escaped() {
+        let mut h = HeaderMap::new();
+        let fwd = Forwarding {
+            source: &SourceText::new("::ffff:10.1.2.3".parse().unwrap()),
+            proto: "http",
+            host: "a\"b:80",
+            trusted: false,
+        };
+        set_forwarding(&mut h, &fwd);
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(h["forwarded"], "for=10.1.2.3;host=\"a\\\"b:80\";proto=http");
     }
 }

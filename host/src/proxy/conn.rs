@@ -154,12 +154,7 @@ pub async fn handle_plain(
     let _active = track_active(&shared.metrics);
     let start = Instant::now();
     let counts = Arc::new(Counts::default());
-    let conn = ConnInfo {
-        source,
-        proto: "http",
-        routes: set.to_string(),
-        sni: None,
-    };
+    let conn = ConnInfo::new(source, "http", set.to_string(), None);
     let io = Counting::new(client, counts.clone());
     tokio::select! {
         result = http::serve(shared.http.clone(), io, false, conn) => {
@@ -377,12 +372,7 @@ async fn serve_http(
     let handshake_timeout = shared.config.limits.client_hello_timeout;
     let stream = terminate::handshake(client, replay, tls, handshake_timeout).await?;
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    let conn = ConnInfo {
-        source: record.source,
-        proto: "https",
-        routes: set.to_owned(),
-        sni: record.sni.clone(),
-    };
+    let conn = ConnInfo::new(record.source, "https", set.to_owned(), record.sni.clone());
     if let Err(error) = http::serve(shared.http.clone(), stream, h2, conn).await {
         debug!(source = %record.source, error = %error, "http connection ended with an error");
     }
