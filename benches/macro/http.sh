@@ -53,12 +53,16 @@ wait_port() {
     done
     echo "nothing listening on $1" >&2; exit 1
 }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# CPU ticks of a process and its children (nginx's workers).
+# "<user ticks> <system ticks>" of a process.
+ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+# "<user> <system>" CPU ticks of a process and its children (nginx's workers).
 tree_ticks() {
-    local total=0 p
-    for p in "$1" $(pgrep -P "$1" || true); do total=$((total + $(ticks "$p"))); done
-    echo "$total"
+    local u=0 s=0 p a b
+    for p in "$1" $(pgrep -P "$1" || true); do
+        read -r a b < <(ticks "$p")
+        u=$((u + a)); s=$((s + b))
+    done
+    echo "$u $s"
 }
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -159,27 +163,30 @@ for p in edge nginx; do
     [ "$body" = "hello from nginx" ] || { echo "$p does not proxy to the backend: '$body'" >&2; tail -20 "$WORK/$p.log" >&2; exit 1; }
 done
 
-# Prints "<requests/s> <requests> <cpu seconds of the proxy> <socket errors> <non-2xx>".
+# Prints "<requests/s> <requests> <user cpu s> <system cpu s> <socket errors> <non-2xx>"
+# (CPU of the proxy).
 wrk_run() { # target
-    local target=$1 t0 t1 out
-    t0=$(tree_ticks "${PID[$target]}")
+    local target=$1 u0 s0 u1 s1 out
+    read -r u0 s0 < <(tree_ticks "${PID[$target]}")
     out=$(wrk -t "$THREADS" -c "$CONNS" -d "${DURATION}s" -s "$ROOT/benches/macro/resolve.lua" \
         "https://$NAME:${PORT[$target]}/small")
-    t1=$(tree_ticks "${PID[$target]}")
+    read -r u1 s1 < <(tree_ticks "${PID[$target]}")
     local rps reqs errs non2xx
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     reqs=$(awk '/ requests in / {print $1}' <<<"$out")
     errs=$(awk '/Socket errors:/ {sub(/.*Socket errors: /, ""); gsub(/ /, ""); print}' <<<"$out")
     non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
-    echo "$rps $reqs $(awk -v d=$((t1 - t0)) -v h="$CLK_TCK" 'BEGIN { printf "%.2f", d / h }') ${errs:-none} ${non2xx:-0}"
+    echo "$rps $reqs $(awk -v d=$((u1 - u0)) -v h="$CLK_TCK" 'BEGIN { printf "%.2f", d / h }') $(awk -v d=$((s1 - s0)) -v h="$CLK_TCK" 'BEGIN { printf "%.2f", d / h }') ${errs:-none} ${non2xx:-0}"
 }
 add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a + b }'; }
 order() { if [ $(($1 % 2)) -eq 0 ]; then echo edge nginx; else echo nginx edge; fi; }
-declare -A KA KA_CPU KA_N ERRS
-for p in edge nginx; do KA[$p]=0 KA_CPU[$p]=0 KA_N[$p]=0 ERRS[$p]=""; done
+declare -A KA KA_CPU KA_USR KA_SYS KA_N ERRS
+for p in edge nginx; do KA[$p]=0 KA_CPU[$p]=0 KA_USR[$p]=0 KA_SYS[$p]=0 KA_N[$p]=0 ERRS[$p]=""; done
 for round in $(seq 1 "$ROUNDS"); do
     for p in $(order "$round"); do
-        read -r rps n cpu e bad < <(wrk_run "$p")
+        read -r rps n usr sys e bad < <(wrk_run "$p")
+        cpu=$(add "$usr" "$sys")
+        KA_USR[$p]=$(add "${KA_USR[$p]}" "$usr"); KA_SYS[$p]=$(add "${KA_SYS[$p]}" "$sys")
         [ "$bad" = 0 ] || { echo "$p answered $bad non-2xx responses" >&2; exit 1; }
         KA[$p]=$(add "${KA[$p]}" "$rps"); KA_N[$p]=$((KA_N[$p] + n)); KA_CPU[$p]=$(add "${KA_CPU[$p]}" "$cpu")
         ERRS[$p]+="$e "
@@ -193,6 +200,8 @@ per_req_us() { awk -v c="$1" -v n="$2" 'BEGIN { printf "%.1f", c * 1e6 / n }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f×", a / b }'; }
 E_C=$(per_req_us "${KA_CPU[edge]}" "${KA_N[edge]}")
 N_C=$(per_req_us "${KA_CPU[nginx]}" "${KA_N[nginx]}")
+E_U=$(per_req_us "${KA_USR[edge]}" "${KA_N[edge]}"); N_U=$(per_req_us "${KA_USR[nginx]}" "${KA_N[nginx]}")
+E_S=$(per_req_us "${KA_SYS[edge]}" "${KA_N[edge]}"); N_S=$(per_req_us "${KA_SYS[nginx]}" "${KA_N[nginx]}")
 mkdir -p "$ROOT/target"
 {
 echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), loopback;"
@@ -202,6 +211,8 @@ echo "| metric | edge HTTP mode | nginx proxy_pass | edge ÷ nginx | target |"
 echo "|---|---|---|---|---|"
 echo "| keep-alive requests/s | ${KA[edge]} | ${KA[nginx]} | $(ratio "${KA[edge]}" "${KA[nginx]}") | ≥ 1.0× |"
 echo "| proxy CPU per request (µs) | $E_C | $N_C | $(ratio "$E_C" "$N_C") | |"
+echo "| — of which user space (µs) | $E_U | $N_U | $(ratio "$E_U" "$N_U") | |"
+echo "| — of which kernel (µs) | $E_S | $N_S | $(ratio "$E_S" "$N_S") | |"
 echo
 echo "wrk socket errors — edge: ${ERRS[edge]}; nginx: ${ERRS[nginx]}"
 } | tee "$ROOT/target/bench-http.md"
