@@ -84,7 +84,13 @@ class Handler(BaseHTTPRequestHandler):
             return
         if path.startswith("/auth"):
             if self.headers.get("Authorization") == "Bearer good":
-                self._send(200, "ok\n", [("X-Authentik-Username", "alice"), ("X-Other", "x")])
+                # X-Auth-Peer-Port: the proxy's side of this connection, to
+                # see auth connections reused.
+                self._send(200, "ok\n", [
+                    ("X-Authentik-Username", "alice"),
+                    ("X-Other", "x"),
+                    ("X-Auth-Peer-Port", str(self.client_address[1])),
+                ])
             else:
                 body = "%s login please: method=%s uri=%s\n" % (
                     NAME,

@@ -4,10 +4,15 @@
 //! A 2xx answer lets the request through with the configured
 //! `copy_headers` taken from the answer (client-sent copies are dropped by
 //! the caller); any other answer (a 302 to the login page, a 401) is
-//! returned to the client as it is. Used by `http/handler.rs`.
+//! returned to the client as it is. An allowing answer's body is read to
+//! its end (bounded) so the auth connection serves the next check. Used by
+//! `http/handler.rs`.
+
+use std::time::Duration;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Uri};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::Http;
@@ -20,6 +25,10 @@ use crate::config::{ForwardAuth, UpstreamProtocol};
 static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 /// `X-Forwarded-Uri`: the original request's path and query.
 static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+
+/// The most of an allowing answer's body read to keep its connection; a
+/// longer body (auth answers are usually empty or a word) closes it.
+const MAX_DRAINED_BODY: usize = 64 * 1024;
 
 /// The auth backend's verdict.
 pub enum Verdict {
@@ -92,9 +101,26 @@ pub async fn check(
                     .map(|v| (name.clone(), v.clone()))
             })
             .collect();
+        drain(response.into_body(), limits.idle_timeout).await;
         Ok(Verdict::Allow(copied))
     } else {
         headers::remove_hop_by_hop(response.headers_mut(), false);
         Ok(Verdict::Deny(response))
     }
+}
+
+/// Reads `body` to its end, within `timeout` and [`MAX_DRAINED_BODY`]
+/// bytes, which returns its connection to the pool; past either limit the
+/// body is dropped and the connection closed.
+async fn drain(mut body: Body, timeout: Duration) {
+    let read = async {
+        let mut bytes = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            bytes += frame.data_ref().map_or(0, |d| d.len());
+            if bytes > MAX_DRAINED_BODY {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, read).await;
 }

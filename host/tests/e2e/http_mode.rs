@@ -380,7 +380,7 @@ fn forward_auth_allows_with_copied_headers_and_denies_with_the_auth_answer() {
         ],
         "    routes:\n\
          \x20     - backend: front\n\
-         \x20       forward_auth: { backend: auth, path: /auth/check, copy_headers: [X-Authentik-Username] }\n",
+         \x20       forward_auth: { backend: auth, path: /auth/check, copy_headers: [X-Authentik-Username, X-Auth-Peer-Port] }\n",
     );
     // Allowed: the username comes from the auth answer, not the client.
     let allowed = curl_edge(
@@ -413,6 +413,21 @@ fn forward_auth_allows_with_copied_headers_and_denies_with_the_auth_answer() {
         "only copy_headers are copied"
     );
 
+    // A second allowed request checks over the same auth connection: the
+    // allowing answer's body was read to its end.
+    let again = curl_edge(
+        edge.addr,
+        APEX_NAME,
+        "/private?page=4",
+        &["-H", "Authorization: Bearer good"],
+    );
+    assert!(again.stderr.contains("< HTTP/2 200"), "{}", again.stderr);
+    assert_eq!(
+        echoed_header(&again.stdout, "x-auth-peer-port"),
+        echoed_header(&allowed.stdout, "x-auth-peer-port"),
+        "a new auth connection per check"
+    );
+
     // Denied: the auth server's own answer, which saw the original request.
     let denied = curl_edge(edge.addr, APEX_NAME, "/private?page=3", &["-X", "DELETE"]);
     assert!(denied.stderr.contains("< HTTP/2 302"), "{}", denied.stderr);
@@ -430,7 +445,7 @@ fn forward_auth_allows_with_copied_headers_and_denies_with_the_auth_answer() {
         0,
         "a denied request reached the app"
     );
-    assert_eq!(auth.hits("/auth/check"), 2);
+    assert_eq!(auth.hits("/auth/check"), 3);
 }
 
 #[test]
