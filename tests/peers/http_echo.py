@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small real HTTP/1.1 backend for the HTTP-mode tests (standard library only).
 
-Usage: http_echo.py NAME
+Usage: http_echo.py NAME [STATUS]
 
 Binds 127.0.0.1 on a free port and prints `listening on 127.0.0.1:PORT`.
 Every answer starts with NAME, so a test can tell instances apart.
@@ -13,6 +13,8 @@ Every answer starts with NAME, so a test can tell instances apart.
                       when the request carries `Authorization: Bearer good`,
                       else 302 to /login with a body naming the
                       X-Forwarded-Method and X-Forwarded-Uri it got.
+  with STATUS         every request is answered STATUS with `NAME failing`
+                      (a member in trouble, for passive ejection).
   anything else       200 text/plain: `NAME METHOD PATH` then one
                       `name: value` line per request header (lowercase
                       names), then `body-bytes: N` for the request body
@@ -24,6 +26,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 NAME = sys.argv[1] if len(sys.argv) > 1 else "echo"
+FAIL_STATUS = int(sys.argv[2]) if len(sys.argv) > 2 else None
 RELEASE = threading.Event()
 # How long an /sse stream waits for /release before giving up (a bound,
 # so a failed test never leaves the server hanging).
@@ -65,6 +68,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self):
         path = self.path
+        if FAIL_STATUS is not None:
+            self._body_bytes()
+            self._send(FAIL_STATUS, "%s failing\n" % NAME)
+            return
         if path == "/sse":
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")

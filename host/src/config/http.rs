@@ -126,6 +126,8 @@ pub struct RawEject {
     pub failures: Option<u32>,
     /// How long it stays out.
     pub cooldown: Option<ConfigDuration>,
+    /// Count every 5xx answer as a failure, not only 502, 503 and 504.
+    pub all_5xx: Option<bool>,
 }
 
 /// One entry of `plain_listen`.
@@ -221,6 +223,9 @@ pub struct Eject {
     pub failures: u32,
     /// How long it stays out.
     pub cooldown: Duration,
+    /// In the HTTP mode, every 5xx answer counts as a failure; otherwise
+    /// only 502, 503 and 504 (the member cannot serve) do.
+    pub all_5xx: bool,
 }
 
 /// `protocol`: what the edge speaks to an HTTP backend.
@@ -356,6 +361,7 @@ pub fn pool(
         None => Eject {
             failures: DEFAULT_EJECT_FAILURES,
             cooldown: DEFAULT_EJECT_COOLDOWN,
+            all_5xx: false,
         },
         Some(e) => {
             let failures = e.failures.unwrap_or(DEFAULT_EJECT_FAILURES);
@@ -365,6 +371,7 @@ pub fn pool(
             Eject {
                 failures,
                 cooldown: nonzero("eject.cooldown", e.cooldown, DEFAULT_EJECT_COOLDOWN)?,
+                all_5xx: e.all_5xx.unwrap_or(false),
             }
         }
     };

@@ -142,7 +142,11 @@ impl Upstream {
             };
             match result {
                 Ok(response) => {
-                    self.pool.succeeded(&member);
+                    if is_member_failure(response.status(), self.pool.settings().eject.all_5xx) {
+                        self.pool.failed(&member);
+                    } else {
+                        self.pool.succeeded(&member);
+                    }
                     let response = self.guard(response, sender, lease);
                     return Ok(Sent {
                         response,
@@ -397,10 +401,41 @@ impl Return {
     }
 }
 
+/// Whether an answer counts toward ejecting the member that gave it: 502,
+/// 503 and 504 say the member cannot serve (it is a gateway whose own
+/// backend failed, overloaded, or timed out); other 5xx only with
+/// `eject.all_5xx`, since an application's 500 is often about one request.
+fn is_member_failure(status: http::StatusCode, all_5xx: bool) -> bool {
+    use http::StatusCode;
+    matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+    ) || (all_5xx && status.is_server_error())
+}
+
 /// Methods that may be sent again (RFC 9110 §9.2.2).
 fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn gateway_failures_count_and_other_5xx_only_when_asked() {
+        for status in [502, 503, 504] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert!(is_member_failure(status, false), "{status}");
+        }
+        assert!(!is_member_failure(StatusCode::INTERNAL_SERVER_ERROR, false));
+        assert!(is_member_failure(StatusCode::INTERNAL_SERVER_ERROR, true));
+        assert!(!is_member_failure(StatusCode::NOT_FOUND, true));
+        assert!(!is_member_failure(StatusCode::OK, true));
+    }
 }

@@ -31,7 +31,11 @@ fn backend(addrs: &[SocketAddr], balance: Balance, eject: Eject) -> Backend {
 }
 
 fn eject(failures: u32, cooldown: Duration) -> Eject {
-    Eject { failures, cooldown }
+    Eject {
+        failures,
+        cooldown,
+        all_5xx: false,
+    }
 }
 
 /// A port nothing listens on: bound, then closed.

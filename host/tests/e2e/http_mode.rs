@@ -319,6 +319,60 @@ fn a_pool_with_a_dead_member_serves_every_request_from_the_live_one() {
 }
 
 #[test]
+fn a_member_answering_503_is_ejected_and_one_answering_500_is_not() {
+    let live = HttpEcho::start("live");
+    let unavailable = HttpEcho::failing("unavailable", 503);
+    let buggy = HttpEcho::failing("buggy", 500);
+    let pool = |failing: &HttpEcho| {
+        format!(
+            "{{ addrs: [\"{}\", \"{}\"], eject: {{ failures: 2, cooldown: 1m }} }}",
+            failing.addr, live.addr
+        )
+    };
+    let edge = http_edge(
+        &[("gw", pool(&unavailable)), ("app", pool(&buggy))],
+        "    routes:\n\
+         \x20     - { path_prefix: /gw, backend: gw }\n\
+         \x20     - { backend: app }\n",
+    );
+    let statuses = |prefix: &str| -> Vec<String> {
+        (0..8)
+            .map(|i| {
+                let out = curl_edge(edge.addr, APEX_NAME, &format!("{prefix}/n{i}"), &[]);
+                assert!(out.status.success(), "{}", out.stderr);
+                out.stdout.lines().next().unwrap_or_default().to_owned()
+            })
+            .collect()
+    };
+    // 503 is the member's own failure: two in a row (one per turn of the
+    // round robin) eject it, and every later request goes to the live one.
+    let gw = statuses("/gw");
+    assert_eq!(
+        gw.iter().filter(|l| *l == "unavailable failing").count(),
+        2,
+        "{gw:?}"
+    );
+    assert!(gw[4..].iter().all(|l| l.starts_with("live GET")), "{gw:?}");
+    edge.expect_log(
+        &["backend member ejected", &unavailable.addr.to_string()],
+        STEP_TIMEOUT,
+    );
+    // 500 is the application's answer to a request: passed on, no ejection.
+    let app = statuses("");
+    assert_eq!(
+        app.iter().filter(|l| *l == "buggy failing").count(),
+        4,
+        "{app:?}"
+    );
+    let buggy_ejected = edge
+        .logs()
+        .lines()
+        .iter()
+        .any(|l| l.contains("backend member ejected") && l.contains(&buggy.addr.to_string()));
+    assert!(!buggy_ejected, "{}", edge.logs().dump());
+}
+
+#[test]
 fn health_checks_take_a_dead_member_out_before_any_request() {
     let live = HttpEcho::start("live");
     let dead = dead_addr();

@@ -22,12 +22,24 @@ pub struct HttpEcho {
 impl HttpEcho {
     /// Starts an instance answering as `name` and waits for its port line.
     pub fn start(name: &'static str) -> HttpEcho {
+        HttpEcho::spawn(name, None)
+    }
+
+    /// Starts an instance that answers every request with `status`.
+    pub fn failing(name: &'static str, status: u16) -> HttpEcho {
+        HttpEcho::spawn(name, Some(status))
+    }
+
+    fn spawn(name: &'static str, status: Option<u16>) -> HttpEcho {
         let python = require_binary("python3", "python3");
         let mut command = Command::new(python);
         command
             .arg("-u")
             .arg(repo_root().join("tests/peers/http_echo.py"))
             .arg(name);
+        if let Some(status) = status {
+            command.arg(status.to_string());
+        }
         let mut peer = Peer::spawn("http_echo", command);
         let line = peer
             .logs
