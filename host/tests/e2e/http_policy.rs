@@ -14,7 +14,7 @@ use crate::support::edge::{Edge, EdgeBuilder};
 use crate::support::http_echo::{HttpEcho, echoed_header};
 use crate::support::process::{ToolOutput, dead_addr, require_binary, run_tool};
 use crate::support::tls::curl_edge;
-use crate::support::{APEX_NAME, LK_NAME, STEP_TIMEOUT, repo_root};
+use crate::support::{APEX_NAME, LK_NAME, STEP_TIMEOUT, poll_until, repo_root};
 
 /// The status line curl printed last (`< HTTP/1.1 308`, `< HTTP/2 403`).
 fn status(out: &ToolOutput) -> Option<u16> {
@@ -234,4 +234,41 @@ fn a_failing_on_request_follows_the_routes_when_on_error_fails_open() {
         &["policy failed", "kind=timeout", "on_error=ok"],
         STEP_TIMEOUT,
     );
+}
+
+#[test]
+fn a_reload_that_swaps_a_plain_policy_for_an_http_policy_and_back_takes_effect() {
+    let web = HttpEcho::start("web");
+    let plain = EdgeBuilder::hearth()
+        .without_backend("pocketbase")
+        .backend("web", web.addr)
+        .yaml("http_routes:\n  pocketbase:\n    routes:\n      - { backend: web }\n");
+    // web-gate refuses keys it does not know, such as Hearth's `domain`.
+    let gate = plain
+        .clone()
+        .policy(repo_root().join("policies/web-gate.wasm"))
+        .without_policy_config("domain")
+        .policy_config("names", APEX_NAME)
+        .policy_config("routes", "pocketbase")
+        .policy_config("admin_prefix", "/_/")
+        .policy_config("admin_sources", "10.0.0.0/8");
+    let edge = plain.clone().start();
+    let admin = || status(&curl_edge(edge.addr, APEX_NAME, "/_/", &[]));
+
+    assert_eq!(
+        admin(),
+        Some(200),
+        "the Hearth policy has no say per request"
+    );
+    edge.rewrite_config(&gate);
+    edge.signal("HUP");
+    edge.expect_log(&["reloaded"], STEP_TIMEOUT * 3);
+    assert_eq!(admin(), Some(403), "web-gate guards the admin area");
+    edge.rewrite_config(&plain);
+    edge.signal("HUP");
+    poll_until(STEP_TIMEOUT * 3, || {
+        (edge.logs().count("reloaded") >= 2).then_some(())
+    })
+    .unwrap_or_else(|| panic!("second reload: {}", edge.logs().dump()));
+    assert_eq!(admin(), Some(200), "back to the Hearth policy");
 }

@@ -121,6 +121,12 @@ impl EdgeBuilder {
         self
     }
 
+    /// Removes a `policy.config` entry (e.g. when swapping policies).
+    pub fn without_policy_config(mut self, key: &str) -> EdgeBuilder {
+        self.policy_config.remove(key);
+        self
+    }
+
     /// Logs JSON lines instead of text.
     pub fn json_logs(mut self) -> EdgeBuilder {
         self.log_format = "json";
