@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use self::cases::{Case, CaseFile, Expect, HelloSpec, ParseError};
+pub use self::cases::{Case, CaseFile, Expect, HelloSpec, ParseError, RequestSpec};
 pub use self::config::{ConfigError, config_map, config_pairs};
 use crate::{Alert, Decision, HttpDecision, Limits, LoadError, Policy, ProxyProtocol, Runtime};
 

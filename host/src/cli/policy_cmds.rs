@@ -28,6 +28,16 @@ pub struct ExplainArgs {
     /// A `key=value` entry of the policy config; repeat for several.
     #[arg(long = "policy-config", value_name = "KEY=VALUE")]
     pub policy_config: Vec<String>,
+    /// Also ask `on-request` about a request for this path (and `?query`)
+    /// on the `--sni` host (an `http-policy` only).
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// The request's method, with `--path`.
+    #[arg(long, value_name = "METHOD", default_value = "GET", requires = "path")]
+    pub method: String,
+    /// A request header `name: value`, with `--path`; repeat for several.
+    #[arg(long, value_name = "NAME: VALUE", requires = "path")]
+    pub header: Vec<String>,
 }
 
 /// Runs case files against a policy; exit code 1 if any case fails.
@@ -80,8 +90,17 @@ pub fn test(policy: &Path, cases: &[PathBuf]) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Prints the decision for one hello.
+/// Prints the decision for one hello (and, with `--path`, the policy's
+/// answer to one request on it).
 pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let request = match &args.path {
+        Some(path) => Some(
+            request_spec(&args, path)?
+                .to_request()
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
     let spec = HelloSpec {
         sni: args.sni,
         alpn: args.alpn,
@@ -133,10 +152,12 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     );
     println!("  extensions:           {}", hex_list(&hello.extensions));
 
-    let outcome = Policy::load(&runtime, &args.policy, config, Limits::default())
+    let policy = Policy::load(&runtime, &args.policy, config, Limits::default());
+    let outcome = policy
+        .as_ref()
         .map_err(|e| e.to_string())
         .and_then(|policy| policy.decide(&hello).map_err(|e| e.to_string()));
-    let code = match &outcome {
+    let mut code = match &outcome {
         Ok(decision) => {
             println!("decision: {}", harness::describe(decision));
             ExitCode::SUCCESS
@@ -146,6 +167,31 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE
         }
     };
+    if let (Some(request), Ok(policy)) = (&request, &policy) {
+        let query = request
+            .query
+            .as_deref()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        println!(
+            "request:  {} {}{}{query}",
+            request.method, request.host, request.path
+        );
+        for (name, value) in &request.headers {
+            println!("  {name}: {value}");
+        }
+        if !policy.handles_requests() {
+            println!("on-request: (not an http-policy: requests follow the routes)");
+        } else {
+            match policy.on_request(request) {
+                Ok(answer) => println!("on-request: {}", harness::describe_request(&answer)),
+                Err(e) => {
+                    println!("error:    {e}");
+                    code = ExitCode::FAILURE;
+                }
+            }
+        }
+    }
     let lines = lines.lock().unwrap_or_else(|p| p.into_inner());
     if lines.is_empty() {
         println!("policy log: (nothing)");
@@ -156,6 +202,32 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(code)
+}
+
+/// The request `--path` and its options describe, on the `--sni` host.
+fn request_spec(args: &ExplainArgs, path: &str) -> anyhow::Result<harness::RequestSpec> {
+    let host = args
+        .sni
+        .clone()
+        .context("--path needs --sni: the request's host is the connection's name")?;
+    let headers = args
+        .header
+        .iter()
+        .map(|h| {
+            let (name, value) = h
+                .split_once(':')
+                .with_context(|| format!("--header {h:?}: expected `name: value`"))?;
+            Ok((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(harness::RequestSpec {
+        method: args.method.clone(),
+        host,
+        path: path.to_owned(),
+        headers,
+        source: args.source.clone(),
+        ..harness::RequestSpec::default()
+    })
 }
 
 /// A runtime with the per-user precompiled cache, so repeated runs start fast.
@@ -194,7 +266,7 @@ fn hex_list(items: &[u16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hearth_edge_policy::guests::{TRAP, guest};
+    use hearth_edge_policy::guests::{SPIN, TRAP, guest};
 
     /// Writes `text` as a case file in a fresh temp directory.
     fn case_file(tag: &str, text: &str) -> PathBuf {
@@ -245,8 +317,47 @@ mod tests {
             alpn: vec!["h2".into()],
             source: "203.0.113.7".into(),
             policy_config: vec!["mode=test".into()],
+            path: None,
+            method: "GET".into(),
+            header: Vec::new(),
         };
         assert_eq!(explain(args("a.test")).unwrap(), ExitCode::SUCCESS);
         assert_eq!(explain(args("trap.test")).unwrap(), ExitCode::FAILURE);
+    }
+
+    #[test]
+    fn explain_with_a_path_asks_on_request_and_fails_on_a_failing_answer() {
+        // The spin guest is an `http-policy`; it spins in `decide` for
+        // `spin.test` and follows the routes for other requests.
+        let args = |sni: &str, path: Option<&str>| ExplainArgs {
+            policy: guest(SPIN),
+            sni: Some(sni.into()),
+            alpn: Vec::new(),
+            source: "203.0.113.7".into(),
+            policy_config: Vec::new(),
+            path: path.map(str::to_owned),
+            method: "GET".into(),
+            header: vec!["X-Test: 1".into()],
+        };
+        assert_eq!(
+            explain(args("fine.test", Some("/a?b=1"))).unwrap(),
+            ExitCode::SUCCESS
+        );
+        assert_eq!(explain(args("spin.test", None)).unwrap(), ExitCode::FAILURE);
+        let no_sni = ExplainArgs {
+            sni: None,
+            ..args("x", Some("/"))
+        };
+        assert!(explain(no_sni).unwrap_err().to_string().contains("--sni"));
+        let bad_header = ExplainArgs {
+            header: vec!["no colon".into()],
+            ..args("fine.test", Some("/"))
+        };
+        assert!(
+            explain(bad_header)
+                .unwrap_err()
+                .to_string()
+                .contains("name: value")
+        );
     }
 }
