@@ -71,6 +71,9 @@ pub struct Metrics {
     decision_latency: Histogram,
     hello_size: Histogram,
     dial_latency: Mutex<BTreeMap<String, Histogram>>,
+    /// HTTP mode: time from a request's head to its answer's head, by
+    /// backend (`-` for answers the edge made itself).
+    http_latency: Mutex<BTreeMap<String, Histogram>>,
     reloads: Labelled<&'static str>,
     /// Unix time of the last successful load or reload, and whether the
     /// last attempt succeeded.
@@ -157,6 +160,11 @@ const HELLO_BYTES: &[f64] = &[
 ];
 /// Buckets of the backend dial latency, in seconds: loopback is ~0.1 ms,
 /// the default dial timeout 5 s.
+/// Buckets of HTTP answer times, in seconds: from a cached page (~1 ms) to
+/// a slow API call or a long poll.
+const HTTP_SECONDS: &[f64] = &[
+    0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 const DIAL_SECONDS: &[f64] = &[
     0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
@@ -207,6 +215,7 @@ impl Default for Metrics {
             decision_latency: Histogram::new(Buckets::Seconds(DECISION_SECONDS)),
             hello_size: Histogram::new(Buckets::Bytes(HELLO_BYTES)),
             dial_latency: Mutex::new(BTreeMap::new()),
+            http_latency: Mutex::new(BTreeMap::new()),
             reloads: Labelled::default(),
             last_reload: Mutex::new((0, false)),
             shadow_decisions: AtomicU64::new(0),
@@ -286,6 +295,18 @@ impl Metrics {
             h.observe_duration(took);
         } else if map.len() < MAX_LABELS {
             let h = Histogram::new(Buckets::Seconds(DIAL_SECONDS));
+            h.observe_duration(took);
+            map.insert(backend.to_owned(), h);
+        }
+    }
+
+    /// Records how long an HTTP-mode request took to get its answer's head.
+    pub fn http_latency(&self, backend: &str, took: Duration) {
+        let mut map = lock(&self.http_latency);
+        if let Some(h) = map.get(backend) {
+            h.observe_duration(took);
+        } else if map.len() < MAX_LABELS {
+            let h = Histogram::new(Buckets::Seconds(HTTP_SECONDS));
             h.observe_duration(took);
             map.insert(backend.to_owned(), h);
         }

@@ -75,6 +75,8 @@ pub async fn handle(
         "http request"
     );
     http.metrics.http_response(response.status().as_u16());
+    http.metrics
+        .http_latency(trace.backend.as_deref().unwrap_or("-"), start.elapsed());
     Ok(response)
 }
 

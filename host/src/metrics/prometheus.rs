@@ -192,6 +192,18 @@ pub fn render(m: &Metrics, cx: &Context<'_>) -> String {
         );
     }
     out.family(
+        "http_request_duration_seconds",
+        "histogram",
+        "HTTP mode: time from a request's head to its answer's head, by backend (- for the edge's own answers).",
+    );
+    for (backend, h) in lock(&m.http_latency).iter() {
+        out.histogram(
+            "http_request_duration_seconds",
+            &[("backend", backend)],
+            &h.snapshot(),
+        );
+    }
+    out.family(
         "tls_handshake_failures_total",
         "counter",
         "TLS handshakes (terminate) that failed or timed out.",
@@ -413,6 +425,8 @@ mod tests {
         let m = Metrics::default();
         m.dial_latency("a", Duration::from_millis(1));
         m.dial_latency("b", Duration::from_millis(1));
+        m.http_latency("web", Duration::from_millis(3));
+        m.http_latency("-", Duration::from_millis(1));
         let text = render(
             &m,
             &Context {

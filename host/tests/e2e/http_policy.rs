@@ -116,6 +116,15 @@ fn an_http_policy_redirects_refuses_and_picks_backends_per_request() {
         edge.metric("hearth_edge_http_responses_total{code=\"403\"}"),
         Some(1.0)
     );
+    // Answer times by backend; the edge's own answers (redirect, 403) as `-`.
+    let count = |backend: &str| {
+        edge.metric(&format!(
+            "hearth_edge_http_request_duration_seconds_count{{backend=\"{backend}\"}}"
+        ))
+    };
+    assert_eq!(count("web"), Some(2.0));
+    assert_eq!(count("next"), Some(1.0));
+    assert_eq!(count("-"), Some(2.0));
 }
 
 #[test]
