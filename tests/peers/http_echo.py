@@ -21,6 +21,7 @@ Every answer starts with NAME, so a test can tell instances apart.
                       and `peer-port: N`, the connecting side's port.
 """
 
+import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +36,9 @@ SSE_WAIT_SECONDS = 30
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # With HTTP_ECHO_IDLE_TIMEOUT=N, a keep-alive connection idle for N
+    # seconds is closed, as servers' keep-alive timeouts do.
+    timeout = float(os.environ["HTTP_ECHO_IDLE_TIMEOUT"]) if "HTTP_ECHO_IDLE_TIMEOUT" in os.environ else None
 
     def log_message(self, fmt, *args):
         sys.stdout.write("%s %s\n" % (NAME, fmt % args))

@@ -12,15 +12,18 @@
 //! request then runs in one task, with no hand-off between threads per
 //! request. Only a connection switching protocols (101) gets a task, to
 //! finish handing its socket over. h2c connections, shared by many
-//! requests, run in their own task.
+//! requests, run in their own task. Idle connections are swept every
+//! [`IDLE_SWEEP_INTERVAL`]: polled once, so one the backend closed is
+//! closed here too, and dropped after [`MAX_IDLE_TIME`].
 
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Weak;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use http::{Method, Request, Response};
 use hyper::client::conn::{http1, http2};
@@ -39,6 +42,13 @@ use crate::upstream::{Lease, Member, Pool};
 /// shutdown). Idle connections cost a socket and a parked task each, and
 /// the backend closes them at its own keep-alive timeout.
 const MAX_IDLE_PER_MEMBER: usize = 256;
+/// How often idle connections are looked at. Nothing else polls them, so
+/// this is how a close by the backend is noticed (and its socket released)
+/// while traffic is quiet.
+const IDLE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Idle connections are closed after this long unused, like Go's and
+/// Caddy's transports (90 s).
+const MAX_IDLE_TIME: Duration = Duration::from_secs(90);
 
 /// One backend as the HTTP mode uses it.
 #[derive(Debug)]
@@ -65,6 +75,8 @@ struct H1 {
     /// The connection future has finished: the connection is closed (or
     /// was handed over after a 101).
     done: bool,
+    /// When it last went back to the idle list.
+    idle_since: Instant,
 }
 
 /// Held by a streamed answer: releases the member's in-flight count, and
@@ -89,10 +101,36 @@ pub struct Sent {
 impl Upstream {
     /// The HTTP side of `pool`.
     pub fn new(pool: Arc<Pool>) -> Arc<Upstream> {
-        Arc::new(Upstream {
+        let upstream = Arc::new(Upstream {
             pool,
             idle: Mutex::new(HashMap::new()),
-        })
+        });
+        // Outside a runtime (some unit tests) there is nothing to sweep.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep_idle(Arc::downgrade(&upstream)));
+        }
+        upstream
+    }
+
+    /// Polls each idle HTTP/1.1 connection once (without a task to wake:
+    /// its next user polls it again) and drops those that have closed or
+    /// have been idle longer than [`MAX_IDLE_TIME`]. Returns how many stay.
+    fn sweep(&self) -> usize {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = 0;
+        for list in idle.values_mut() {
+            list.retain_mut(|sender| match sender {
+                Sender::H1(h1) => {
+                    h1.drive(&mut cx);
+                    !h1.done && !h1.sender.is_closed() && h1.idle_since.elapsed() < MAX_IDLE_TIME
+                }
+                Sender::H2(s) => !s.is_closed(),
+            });
+            kept += list.len();
+        }
+        idle.retain(|_, list| !list.is_empty());
+        kept
     }
 
     /// The backend's name.
@@ -222,6 +260,7 @@ impl Upstream {
                     sender,
                     conn: Box::pin(conn.with_upgrades()),
                     done: false,
+                    idle_since: Instant::now(),
                 }))
             }
             UpstreamProtocol::H2c => {
@@ -270,11 +309,12 @@ impl Upstream {
         })
     }
 
-    fn put_idle(&self, member: SocketAddr, sender: Sender) {
-        if let Sender::H1(h1) = &sender
-            && (h1.done || h1.sender.is_closed())
-        {
-            return;
+    fn put_idle(&self, member: SocketAddr, mut sender: Sender) {
+        if let Sender::H1(h1) = &mut sender {
+            if h1.done || h1.sender.is_closed() {
+                return;
+            }
+            h1.idle_since = Instant::now();
         }
         if matches!(sender, Sender::H2(_)) {
             // Already kept at connect time.
@@ -285,6 +325,20 @@ impl Upstream {
         if list.len() < MAX_IDLE_PER_MEMBER {
             list.push(sender);
         }
+    }
+}
+
+/// Sweeps `upstream`'s idle connections until it is dropped (a reload
+/// replaced its generation).
+async fn sweep_idle(upstream: Weak<Upstream>) {
+    let mut tick = tokio::time::interval(IDLE_SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(upstream) = upstream.upgrade() else {
+            return;
+        };
+        upstream.sweep();
     }
 }
 
@@ -325,7 +379,9 @@ impl H1 {
         request: Request<Body>,
     ) -> Result<Response<hyper::body::Incoming>, hyper::client::conn::TrySendError<Request<Body>>>
     {
-        let H1 { sender, conn, done } = self;
+        let H1 {
+            sender, conn, done, ..
+        } = self;
         let mut response = std::pin::pin!(sender.try_send_request(request));
         let mut drive = H1Drive { conn, done };
         poll_fn(|cx| {

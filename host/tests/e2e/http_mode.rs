@@ -14,7 +14,7 @@ use crate::support::process::{Peer, TempDir, dead_addr, free_port, require_binar
 use crate::support::tls::connect;
 use crate::support::tls::curl_edge;
 use crate::support::websocket::{self, OP_BINARY, OP_TEXT};
-use crate::support::{APEX_NAME, LK_NAME, STEP_TIMEOUT, cert_path};
+use crate::support::{APEX_NAME, LK_NAME, STEP_TIMEOUT, cert_path, poll_until};
 
 /// An edge config whose `pocketbase` decision goes to the route set
 /// `pocketbase` (`set_yaml`: its body, indented four spaces), with
@@ -161,6 +161,60 @@ fn backend_connections_are_reused_across_requests_and_clients() {
     assert!(
         ports.windows(2).all(|w| w[0] == w[1]),
         "new backend connection per request: {ports:?}"
+    );
+}
+
+/// Sockets on this machine in state CLOSE_WAIT (the peer closed, this side
+/// has not) whose remote port is `port`, from `/proc/net/tcp`.
+fn close_wait_to(port: u16) -> usize {
+    const CLOSE_WAIT: &str = "08";
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = fields
+                .get(2)
+                .and_then(|a| a.split(':').nth(1))
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            remote_port == Some(port) && fields.get(3) == Some(&CLOSE_WAIT)
+        })
+        .count()
+}
+
+#[test]
+fn an_idle_backend_connection_the_backend_closes_is_closed_here_too() {
+    // The backend closes keep-alive connections idle for a second; the
+    // edge's side must follow, not sit in CLOSE_WAIT in the idle list.
+    let front = HttpEcho::with_idle_timeout("front", 1);
+    let edge = http_edge(
+        &[("front", addr_yaml(front.addr))],
+        "    routes:\n      - { backend: front }\n",
+    );
+    let out = curl_edge(edge.addr, APEX_NAME, "/before", &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let first_port = echoed_header(&out.stdout, "peer-port").map(str::to_owned);
+    front
+        .peer
+        .logs
+        .wait_for(&["Request timed out"], STEP_TIMEOUT)
+        .unwrap_or_else(|| panic!("backend kept the connection: {}", front.peer.logs.dump()));
+    let released = poll_until(STEP_TIMEOUT, || {
+        (close_wait_to(front.addr.port()) == 0).then_some(())
+    });
+    assert!(
+        released.is_some(),
+        "{} edge socket(s) to the backend left in CLOSE_WAIT",
+        close_wait_to(front.addr.port())
+    );
+    // The next request gets a new backend connection and is served.
+    let out = curl_edge(edge.addr, APEX_NAME, "/after", &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.lines().next(), Some("front GET /after"));
+    assert_ne!(
+        echoed_header(&out.stdout, "peer-port").map(str::to_owned),
+        first_port
     );
 }
 

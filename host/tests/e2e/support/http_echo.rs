@@ -22,15 +22,21 @@ pub struct HttpEcho {
 impl HttpEcho {
     /// Starts an instance answering as `name` and waits for its port line.
     pub fn start(name: &'static str) -> HttpEcho {
-        HttpEcho::spawn(name, None)
+        HttpEcho::spawn(name, None, None)
     }
 
     /// Starts an instance that answers every request with `status`.
     pub fn failing(name: &'static str, status: u16) -> HttpEcho {
-        HttpEcho::spawn(name, Some(status))
+        HttpEcho::spawn(name, Some(status), None)
     }
 
-    fn spawn(name: &'static str, status: Option<u16>) -> HttpEcho {
+    /// Starts an instance that closes keep-alive connections idle for
+    /// `seconds`.
+    pub fn with_idle_timeout(name: &'static str, seconds: u32) -> HttpEcho {
+        HttpEcho::spawn(name, None, Some(seconds))
+    }
+
+    fn spawn(name: &'static str, status: Option<u16>, idle_timeout: Option<u32>) -> HttpEcho {
         let python = require_binary("python3", "python3");
         let mut command = Command::new(python);
         command
@@ -39,6 +45,9 @@ impl HttpEcho {
             .arg(name);
         if let Some(status) = status {
             command.arg(status.to_string());
+        }
+        if let Some(seconds) = idle_timeout {
+            command.env("HTTP_ECHO_IDLE_TIMEOUT", seconds.to_string());
         }
         let mut peer = Peer::spawn("http_echo", command);
         let line = peer
