@@ -59,6 +59,9 @@ step "cargo test (release: wasmtime is built once for the binary and the tests)"
 mkdir -p target
 cargo test --release --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
 
+step "clippy, warnings as errors"
+cargo clippy --release --workspace --all-targets -- -D warnings
+
 step "hostile-input figures (written by the hostile e2e tests)"
 for report in "${CARGO_TARGET_DIR:-target}"/tmp/hostile-*.txt; do
     [ -f "$report" ] && { printf -- '--- %s\n' "$(basename "$report" .txt)"; cat "$report"; }

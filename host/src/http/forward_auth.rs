@@ -35,7 +35,7 @@ pub enum Verdict {
     /// Forward, adding these headers.
     Allow(Vec<(HeaderName, HeaderValue)>),
     /// Answer the client with this.
-    Deny(Response<Body>),
+    Deny(Box<Response<Body>>),
 }
 
 /// Asks the auth backend about `request`.
@@ -105,7 +105,7 @@ pub async fn check(
         Ok(Verdict::Allow(copied))
     } else {
         headers::remove_hop_by_hop(response.headers_mut(), false);
-        Ok(Verdict::Deny(response))
+        Ok(Verdict::Deny(Box::new(response)))
     }
 }
 

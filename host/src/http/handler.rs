@@ -138,7 +138,7 @@ async fn forward(
                     request.headers_mut().append(name, value);
                 }
             }
-            Verdict::Deny(response) => return Ok(response),
+            Verdict::Deny(response) => return Ok(*response),
         }
     }
 
