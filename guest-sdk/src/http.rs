@@ -9,6 +9,58 @@
 //! send the request elsewhere ([`HttpDecision::forward`]), or answer it
 //! itself ([`HttpDecision::redirect`], [`HttpDecision::respond`]).
 //!
+//! # Example
+//!
+//! ```
+//! use hearth_edge_sdk::{
+//!     Alert, ClientHello, Config, ConfigError, Decision, HttpDecision, HttpPolicy, HttpRequest,
+//!     Policy, names,
+//! };
+//!
+//! /// Terminates `example.com` into the route set `web` and guards it.
+//! struct Gate;
+//!
+//! impl Policy for Gate {
+//!     fn init(_config: &Config) -> Result<Self, ConfigError> {
+//!         Ok(Gate)
+//!     }
+//!
+//!     fn decide(&self, hello: &ClientHello) -> Decision {
+//!         match hello.server_name() {
+//!             Some(sni) if names::matches("example.com", sni) => Decision::terminate("web"),
+//!             _ => Decision::reject("unknown-sni", Alert::UnrecognizedName),
+//!         }
+//!     }
+//! }
+//!
+//! impl HttpPolicy for Gate {
+//!     fn on_request(&self, request: &HttpRequest) -> HttpDecision {
+//!         if request.path_starts_with("/internal") && request.header("x-office").is_none() {
+//!             HttpDecision::respond(403, "forbidden\n")
+//!         } else if request.host == "old.example.com" {
+//!             HttpDecision::redirect(308, format!("https://example.com{}", request.path))
+//!         } else if request.header("x-beta").is_some() {
+//!             HttpDecision::forward("web-beta").with_header("x-beta", "1")
+//!         } else {
+//!             HttpDecision::FollowRoutes
+//!         }
+//!     }
+//! }
+//!
+//! hearth_edge_sdk::export_http_policy!(Gate);
+//!
+//! # fn main() {
+//! let gate = Gate::init(&Config::default()).unwrap();
+//! let request = HttpRequest::get("example.com", "/internal/x");
+//! assert_eq!(gate.on_request(&request).status(), Some(403));
+//! let request = HttpRequest::get("example.com", "/").with_header("X-Beta", "on");
+//! assert_eq!(
+//!     gate.on_request(&request),
+//!     HttpDecision::forward("web-beta").with_header("x-beta", "1")
+//! );
+//! # }
+//! ```
+//!
 //! The export glue is `export_http_policy!` in `lib.rs`; the instance slot
 //! is `export.rs`.
 
