@@ -106,6 +106,8 @@ pub struct ConnLimits {
     pub backend_dial_timeout: Duration,
     /// No bytes either way for this long closes the connection.
     pub idle_timeout: Duration,
+    /// HTTP mode: an HTTP/1.1 request head must arrive within this.
+    pub http_header_timeout: Duration,
     /// Connections handled at once.
     pub max_concurrent_conns: usize,
     /// On shutdown, how long established connections may go on before
@@ -275,6 +277,9 @@ pub const DEFAULT_BACKEND_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default `limits.idle_timeout`: long-lived WebSockets and TURN sessions
 /// send keep-alives well within this.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Default `limits.http_header_timeout`: generous for a slow mobile client,
+/// short enough that a slowloris client holds a connection briefly.
+pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `limits.max_concurrent_conns`.
 pub const DEFAULT_MAX_CONCURRENT_CONNS: u64 = 10_000;
 /// Default `limits.drain_timeout`: long enough for requests in flight to

@@ -147,6 +147,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn = Arc::new(conn);
+    let header_timeout = http.config.limits.http_header_timeout;
     let service = service_fn(move |request| handler::handle(http.clone(), conn.clone(), request));
     let io = TokioIo::new(io);
     if h2 {
@@ -157,6 +158,9 @@ where
     } else {
         http1::Builder::new()
             .timer(TokioTimer::new())
+            // A slow request head (slowloris) is cut here; hyper closes the
+            // connection (with a 408 when nothing is in flight).
+            .header_read_timeout(header_timeout)
             .serve_connection(io, service)
             .with_upgrades()
             .await

@@ -117,6 +117,8 @@ pub struct RawLimits {
     pub backend_dial_timeout: Option<ConfigDuration>,
     /// No bytes either way for this long closes the connection.
     pub idle_timeout: Option<ConfigDuration>,
+    /// HTTP mode: time allowed for an HTTP/1.1 request head.
+    pub http_header_timeout: Option<ConfigDuration>,
     /// Connections handled at once; more are closed on accept.
     pub max_concurrent_conns: Option<u64>,
     /// On shutdown, how long established connections may go on.

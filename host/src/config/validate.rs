@@ -22,10 +22,10 @@ use super::values::{BackendName, Hostname, ListenAddr, ListenList};
 use super::{
     AcmeSettings, Backend, Challenge, Config, ConnLimits, DEFAULT_ACME_DIRECTORY, DEFAULT_ALPN,
     DEFAULT_BACKEND_DIAL_TIMEOUT, DEFAULT_CLIENT_HELLO_MAX_BYTES, DEFAULT_CLIENT_HELLO_TIMEOUT,
-    DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONCURRENT_CONNS,
-    DEFAULT_ON_RENEW_TIMEOUT, ExportSettings, LocalCaSettings, LogSettings,
-    MAX_CLIENT_HELLO_MAX_BYTES, MIN_CLIENT_HELLO_MAX_BYTES, MIN_POLICY_MEMORY, OnError, OnRenew,
-    PolicySettings, ShadowSettings, TlsSettings,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HTTP_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONCURRENT_CONNS, DEFAULT_ON_RENEW_TIMEOUT, ExportSettings, LocalCaSettings,
+    LogSettings, MAX_CLIENT_HELLO_MAX_BYTES, MIN_CLIENT_HELLO_MAX_BYTES, MIN_POLICY_MEMORY,
+    OnError, OnRenew, PolicySettings, ShadowSettings, TlsSettings,
 };
 use crate::tls::files;
 
@@ -316,6 +316,11 @@ fn limits(raw: RawLimits) -> Result<ConnLimits, FieldError> {
             DEFAULT_BACKEND_DIAL_TIMEOUT,
         )?,
         idle_timeout: nonzero("idle_timeout", raw.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
+        http_header_timeout: nonzero(
+            "http_header_timeout",
+            raw.http_header_timeout,
+            DEFAULT_HTTP_HEADER_TIMEOUT,
+        )?,
         max_concurrent_conns: usize::try_from(max_concurrent_conns).unwrap_or(usize::MAX),
         drain_timeout: raw.drain_timeout.map_or(DEFAULT_DRAIN_TIMEOUT, |d| d.0),
     })

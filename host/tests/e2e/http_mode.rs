@@ -601,6 +601,95 @@ fn plain_listen_serves_the_route_set_without_tls() {
 }
 
 #[test]
+fn a_request_head_trickled_byte_by_byte_is_cut_at_http_header_timeout() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    /// Slow clients, each in its own thread.
+    const SLOW_CLIENTS: usize = 20;
+    /// The edge's `limits.http_header_timeout` in this test.
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+    /// A slow client sends one byte this often: the deadline is for the
+    /// whole head, so trickling must not extend it.
+    const DRIP: Duration = Duration::from_millis(200);
+
+    let front = HttpEcho::start("front");
+    let plain = dead_addr();
+    let edge = EdgeBuilder::hearth()
+        .without_backend("pocketbase")
+        .backend("front", front.addr)
+        .limit("http_header_timeout", "1s")
+        .yaml(&format!(
+            "http_routes:\n  pocketbase:\n    routes:\n      - {{ backend: front }}\n\
+             plain_listen:\n  - {{ addr: \"{plain}\", routes: pocketbase }}\n"
+        ))
+        .start();
+    let slow: Vec<_> = (0..SLOW_CLIENTS)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut socket = std::net::TcpStream::connect(plain).expect("connect");
+                socket.set_nonblocking(true).unwrap();
+                let start = Instant::now();
+                let head = b"GET /slow HTTP/1.1\r\nHost: reflector.localhost\r\nX-Pad: ";
+                let mut answer = Vec::new();
+                let mut sent = 0;
+                loop {
+                    // A never-ending header value after the start of the head.
+                    let byte = head.get(sent).copied().unwrap_or(b'a');
+                    match socket.write(&[byte]) {
+                        Ok(_) => sent += 1,
+                        Err(_) => break,
+                    }
+                    let mut buf = [0u8; 512];
+                    match socket.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => answer.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => break,
+                    }
+                    if start.elapsed() > STEP_TIMEOUT {
+                        return (None, answer);
+                    }
+                    std::thread::sleep(DRIP);
+                }
+                (Some(start.elapsed()), answer)
+            })
+        })
+        .collect();
+    // Real requests are served meanwhile.
+    let curl = require_binary("curl", "curl");
+    let mut command = Command::new(curl);
+    command
+        .args(["-sS", "--max-time", &STEP_TIMEOUT.as_secs().to_string()])
+        .arg(format!("http://reflector.localhost:{}/fast", plain.port()))
+        .args([
+            "--resolve",
+            &format!("reflector.localhost:{}:127.0.0.1", plain.port()),
+        ]);
+    let out = crate::support::process::run_tool(command, b"", STEP_TIMEOUT * 2);
+    assert_eq!(
+        out.stdout.lines().next(),
+        Some("front GET /fast"),
+        "{}",
+        out.stderr
+    );
+    for client in slow {
+        let (closed_after, answer) = client.join().unwrap();
+        let closed_after = closed_after.expect("a slow client was never cut");
+        assert!(
+            closed_after >= HEADER_TIMEOUT,
+            "cut before the header timeout: {closed_after:?}"
+        );
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+            "{answer}"
+        );
+    }
+    assert_eq!(front.hits("/slow"), 0, "a partial head reached the backend");
+}
+
+#[test]
 fn an_h2c_backend_gets_http2_over_cleartext() {
     // nginx (Debian 1.22) speaks HTTP/2 with prior knowledge on a plain
     // `listen ... http2` socket and logs the protocol of each request.
