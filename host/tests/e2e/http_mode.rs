@@ -615,7 +615,7 @@ fn a_request_head_trickled_byte_by_byte_is_cut_at_http_header_timeout() {
 
     let front = HttpEcho::start("front");
     let plain = dead_addr();
-    let edge = EdgeBuilder::hearth()
+    let _edge = EdgeBuilder::hearth()
         .without_backend("pocketbase")
         .backend("front", front.addr)
         .limit("http_header_timeout", "1s")
