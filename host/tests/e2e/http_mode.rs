@@ -12,7 +12,7 @@ use crate::support::http_echo::{HttpEcho, echoed_header};
 use crate::support::nginx::WsEcho;
 use crate::support::process::{Peer, TempDir, dead_addr, free_port, require_binary};
 use crate::support::tls::connect;
-use crate::support::tls::curl_edge;
+use crate::support::tls::{curl_edge, curl_plain};
 use crate::support::websocket::{self, OP_BINARY, OP_TEXT};
 use crate::support::{APEX_NAME, LK_NAME, STEP_TIMEOUT, cert_path, poll_until};
 
@@ -568,24 +568,7 @@ fn plain_listen_serves_the_route_set_without_tls() {
              plain_listen:\n  - {{ addr: \"{plain}\", routes: pocketbase }}\n"
         ))
         .start();
-    let curl = require_binary("curl", "curl");
-    let mut command = Command::new(curl);
-    command
-        .args([
-            "-sS",
-            "-v",
-            "--max-time",
-            &STEP_TIMEOUT.as_secs().to_string(),
-        ])
-        .arg(format!(
-            "http://reflector.localhost:{}/dev?x=1",
-            plain.port()
-        ))
-        .args([
-            "--resolve",
-            &format!("reflector.localhost:{}:127.0.0.1", plain.port()),
-        ]);
-    let out = crate::support::process::run_tool(command, b"", STEP_TIMEOUT * 2);
+    let out = curl_plain(plain, "reflector.localhost", "/dev?x=1");
     assert!(
         out.status.success(),
         "{}\n{}",
@@ -657,16 +640,7 @@ fn a_request_head_trickled_byte_by_byte_is_cut_at_http_header_timeout() {
         })
         .collect();
     // Real requests are served meanwhile.
-    let curl = require_binary("curl", "curl");
-    let mut command = Command::new(curl);
-    command
-        .args(["-sS", "--max-time", &STEP_TIMEOUT.as_secs().to_string()])
-        .arg(format!("http://reflector.localhost:{}/fast", plain.port()))
-        .args([
-            "--resolve",
-            &format!("reflector.localhost:{}:127.0.0.1", plain.port()),
-        ]);
-    let out = crate::support::process::run_tool(command, b"", STEP_TIMEOUT * 2);
+    let out = curl_plain(plain, "reflector.localhost", "/fast");
     assert_eq!(
         out.stdout.lines().next(),
         Some("front GET /fast"),

@@ -6,14 +6,13 @@
 //! routes when `on_error` fails open) and is counted by kind.
 
 use std::net::SocketAddr;
-use std::process::Command;
 
 use hearth_edge_policy::guests::{SPIN, guest};
 
 use crate::support::edge::{Edge, EdgeBuilder};
 use crate::support::http_echo::{HttpEcho, echoed_header};
-use crate::support::process::{ToolOutput, dead_addr, require_binary, run_tool};
-use crate::support::tls::curl_edge;
+use crate::support::process::{ToolOutput, dead_addr};
+use crate::support::tls::{curl_edge, curl_plain};
 use crate::support::{APEX_NAME, LK_NAME, STEP_TIMEOUT, poll_until, repo_root};
 
 /// The status line curl printed last (`< HTTP/1.1 308`, `< HTTP/2 403`).
@@ -167,21 +166,6 @@ fn an_http_policy_rate_limits_requests_per_source() {
         "{statuses:?}"
     );
     assert_eq!(response_header(&out, "retry-after"), Some("1"));
-}
-
-/// curl to a plain listener at `addr` for `host`.
-fn curl_plain(addr: SocketAddr, host: &str, path: &str) -> ToolOutput {
-    let mut command = Command::new(require_binary("curl", "curl"));
-    command
-        .args([
-            "-sS",
-            "-v",
-            "--max-time",
-            &STEP_TIMEOUT.as_secs().to_string(),
-        ])
-        .args(["--resolve", &format!("{host}:{}:127.0.0.1", addr.port())])
-        .arg(format!("http://{host}:{}{path}", addr.port()));
-    run_tool(command, b"", STEP_TIMEOUT * 2)
 }
 
 /// The `spin` guest behind a plain listener into route set `site` (`web`).

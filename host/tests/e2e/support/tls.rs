@@ -130,8 +130,25 @@ pub fn curl(edge: SocketAddr, name: &str, path: &str) -> ToolOutput {
 /// [`curl`] with extra options (`--http2`, `-H ...`); stderr shows the
 /// protocol and the response head.
 pub fn curl_edge(edge: SocketAddr, name: &str, path: &str, extra: &[&str]) -> ToolOutput {
-    let curl = require_binary("curl", "curl");
-    let mut command = Command::new(curl);
+    let mut command = curl_command(edge, name);
+    command
+        .arg("--cacert")
+        .arg(cert_path("ca.crt"))
+        .args(extra)
+        .arg(format!("https://{name}:{}{path}", edge.port()));
+    run_tool(command, b"", STEP_TIMEOUT * 2)
+}
+
+/// curl over plain HTTP to a `plain_listen` listener at `addr`, for `name`.
+pub fn curl_plain(addr: SocketAddr, name: &str, path: &str) -> ToolOutput {
+    let mut command = curl_command(addr, name);
+    command.arg(format!("http://{name}:{}{path}", addr.port()));
+    run_tool(command, b"", STEP_TIMEOUT * 2)
+}
+
+/// Verbose, bounded curl with `name` resolved to `addr`'s loopback port.
+fn curl_command(addr: SocketAddr, name: &str) -> Command {
+    let mut command = Command::new(require_binary("curl", "curl"));
     command
         .args([
             "-sS",
@@ -139,10 +156,6 @@ pub fn curl_edge(edge: SocketAddr, name: &str, path: &str, extra: &[&str]) -> To
             "--max-time",
             &STEP_TIMEOUT.as_secs().to_string(),
         ])
-        .arg("--cacert")
-        .arg(cert_path("ca.crt"))
-        .args(["--resolve", &format!("{name}:{}:127.0.0.1", edge.port())])
-        .args(extra)
-        .arg(format!("https://{name}:{}{path}", edge.port()));
-    run_tool(command, b"", STEP_TIMEOUT * 2)
+        .args(["--resolve", &format!("{name}:{}:127.0.0.1", addr.port())]);
+    command
 }
