@@ -290,26 +290,12 @@ impl Metrics {
 
     /// Records a successful dial's latency.
     pub fn dial_latency(&self, backend: &str, took: Duration) {
-        let mut map = lock(&self.dial_latency);
-        if let Some(h) = map.get(backend) {
-            h.observe_duration(took);
-        } else if map.len() < MAX_LABELS {
-            let h = Histogram::new(Buckets::Seconds(DIAL_SECONDS));
-            h.observe_duration(took);
-            map.insert(backend.to_owned(), h);
-        }
+        observe_by_label(&self.dial_latency, backend, DIAL_SECONDS, took);
     }
 
     /// Records how long an HTTP-mode request took to get its answer's head.
     pub fn http_latency(&self, backend: &str, took: Duration) {
-        let mut map = lock(&self.http_latency);
-        if let Some(h) = map.get(backend) {
-            h.observe_duration(took);
-        } else if map.len() < MAX_LABELS {
-            let h = Histogram::new(Buckets::Seconds(HTTP_SECONDS));
-            h.observe_duration(took);
-            map.insert(backend.to_owned(), h);
-        }
+        observe_by_label(&self.http_latency, backend, HTTP_SECONDS, took);
     }
 
     /// Counts a failed dial.
@@ -406,6 +392,24 @@ impl<K: LabelKey> Labelled<K> {
 
     fn snapshot(&self) -> BTreeMap<K, u64> {
         lock(&self.0).clone()
+    }
+}
+
+/// Records `took` in `label`'s histogram of `map`, creating it with
+/// `buckets` unless the map already holds [`MAX_LABELS`] labels.
+fn observe_by_label(
+    map: &Mutex<BTreeMap<String, Histogram>>,
+    label: &str,
+    buckets: &'static [f64],
+    took: Duration,
+) {
+    let mut map = lock(map);
+    if let Some(h) = map.get(label) {
+        h.observe_duration(took);
+    } else if map.len() < MAX_LABELS {
+        let h = Histogram::new(Buckets::Seconds(buckets));
+        h.observe_duration(took);
+        map.insert(label.to_owned(), h);
     }
 }
 
