@@ -14,16 +14,17 @@
 //! finish handing its socket over. h2c connections, shared by many
 //! requests, run in their own task. Idle connections are swept every
 //! [`IDLE_SWEEP_INTERVAL`]: polled once, so one the backend closed is
-//! closed here too, and dropped after [`MAX_IDLE_TIME`].
+//! closed here too, and dropped after [`MAX_IDLE_SWEEPS`] sweeps unused.
 
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Weak;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{Method, Request, Response};
 use hyper::client::conn::{http1, http2};
@@ -46,15 +47,18 @@ const MAX_IDLE_PER_MEMBER: usize = 256;
 /// this is how a close by the backend is noticed (and its socket released)
 /// while traffic is quiet.
 const IDLE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-/// Idle connections are closed after this long unused, like Go's and
-/// Caddy's transports (90 s).
-const MAX_IDLE_TIME: Duration = Duration::from_secs(90);
+/// Idle connections are closed after this many sweeps unused: 90 s, like
+/// Go's and Caddy's transports. Counted in sweeps, so giving a connection
+/// back reads no clock.
+const MAX_IDLE_SWEEPS: u64 = 90;
 
 /// One backend as the HTTP mode uses it.
 #[derive(Debug)]
 pub struct Upstream {
     pool: Arc<Pool>,
     idle: Mutex<HashMap<SocketAddr, Vec<Sender>>>,
+    /// Sweeps run so far: the idle clock of [`H1::idle_since_sweep`].
+    sweeps: AtomicU64,
 }
 
 /// A connection ready for a request.
@@ -75,8 +79,8 @@ struct H1 {
     /// The connection future has finished: the connection is closed (or
     /// was handed over after a 101).
     done: bool,
-    /// When it last went back to the idle list.
-    idle_since: Instant,
+    /// The upstream's sweep count when it last went back to the idle list.
+    idle_since_sweep: u64,
 }
 
 /// Held by a streamed answer: releases the member's in-flight count, and
@@ -104,6 +108,7 @@ impl Upstream {
         let upstream = Arc::new(Upstream {
             pool,
             idle: Mutex::new(HashMap::new()),
+            sweeps: AtomicU64::new(0),
         });
         // Outside a runtime (some unit tests) there is nothing to sweep.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -114,23 +119,23 @@ impl Upstream {
 
     /// Polls each idle HTTP/1.1 connection once (without a task to wake:
     /// its next user polls it again) and drops those that have closed or
-    /// have been idle longer than [`MAX_IDLE_TIME`]. Returns how many stay.
-    fn sweep(&self) -> usize {
+    /// have sat idle for [`MAX_IDLE_SWEEPS`] sweeps.
+    fn sweep(&self) {
+        let now = self.sweeps.fetch_add(1, Ordering::Relaxed) + 1;
         let mut cx = Context::from_waker(Waker::noop());
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let mut kept = 0;
         for list in idle.values_mut() {
             list.retain_mut(|sender| match sender {
                 Sender::H1(h1) => {
                     h1.drive(&mut cx);
-                    !h1.done && !h1.sender.is_closed() && h1.idle_since.elapsed() < MAX_IDLE_TIME
+                    !h1.done
+                        && !h1.sender.is_closed()
+                        && now.saturating_sub(h1.idle_since_sweep) < MAX_IDLE_SWEEPS
                 }
                 Sender::H2(s) => !s.is_closed(),
             });
-            kept += list.len();
         }
         idle.retain(|_, list| !list.is_empty());
-        kept
     }
 
     /// The backend's name.
@@ -260,7 +265,7 @@ impl Upstream {
                     sender,
                     conn: Box::pin(conn.with_upgrades()),
                     done: false,
-                    idle_since: Instant::now(),
+                    idle_since_sweep: 0,
                 }))
             }
             UpstreamProtocol::H2c => {
@@ -314,7 +319,7 @@ impl Upstream {
             if h1.done || h1.sender.is_closed() {
                 return;
             }
-            h1.idle_since = Instant::now();
+            h1.idle_since_sweep = self.sweeps.load(Ordering::Relaxed);
         }
         if matches!(sender, Sender::H2(_)) {
             // Already kept at connect time.
