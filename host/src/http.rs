@@ -10,6 +10,7 @@
 //! - `http/policy.rs`: the policy's `on-request`, for an `http-policy`.
 //! - `http/forward_auth.rs`: the authorization subrequest.
 //! - `http/client.rs`: connections to backends, per pool member.
+//! - `http/h1.rs`: HTTP/1.1 toward backends.
 //! - `http/body.rs`: the body type of both directions.
 //! - `http/error.rs`: failures and the answers they become.
 //!
@@ -21,6 +22,7 @@ mod body;
 mod client;
 mod error;
 mod forward_auth;
+mod h1;
 mod handler;
 mod headers;
 mod policy;

@@ -24,7 +24,7 @@ pub mod proxy_protocol;
 mod redirect;
 pub mod reject;
 mod shadow;
-mod terminate;
+pub(crate) mod terminate;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -3,36 +3,35 @@
 //! next request once its answer has ended; h2c: one shared connection per
 //! member). Members come from the backend's pool (`upstream.rs`), picked
 //! per request. A connect failure of an idempotent request is retried on
-//! the next member; once a request has been written it is never retried.
+//! the next member; once a request has been written it is never retried,
+//! except when a reused connection turns out closed before anything was
+//! answered to a request without a body.
 //!
-//! An HTTP/1.1 backend connection has no task of its own: whoever uses it
-//! drives it — the request's task while the request is sent and the head
-//! awaited, then the client connection's task while it pulls the answer's
-//! body (`Body::Upstream` in `http/body.rs` calls [`Return::drive`]). One
-//! request then runs in one task, with no hand-off between threads per
-//! request. Only a connection switching protocols (101) gets a task, to
-//! finish handing its socket over. h2c connections, shared by many
-//! requests, run in their own task. Idle connections are swept every
-//! [`IDLE_SWEEP_INTERVAL`]: polled once, so one the backend closed is
-//! closed here too, and dropped after [`MAX_IDLE_SWEEPS`] sweeps unused.
+//! HTTP/1.1 connections (`http/h1.rs`) have no task: the request's task
+//! writes the request and reads the answer's head, then the client
+//! connection's task reads the answer's body from the socket as it sends
+//! it on, and gives the connection back when it ends. h2c connections,
+//! shared by many requests, run in their own task (hyper's client). Idle
+//! connections are swept every [`IDLE_SWEEP_INTERVAL`]: one the backend
+//! closed is closed here too, and one unused for [`MAX_IDLE_SWEEPS`]
+//! sweeps is dropped.
 
 use std::collections::HashMap;
-use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use http::{Method, Request, Response};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tracing::{debug, warn};
 
-use super::body::Body;
+use super::body::{Body, BoxError};
 use super::error::HttpError;
+use super::h1;
 use crate::config::UpstreamProtocol;
 use crate::upstream::{Lease, Member, Pool};
 
@@ -40,10 +39,10 @@ use crate::upstream::{Lease, Member, Pool};
 /// busy edge has in flight to one member at once: below that, every burst
 /// closes the surplus connections and dials new ones (with 32 and 50
 /// concurrent clients, a third of the edge's CPU went to connect and
-/// shutdown). Idle connections cost a socket and a parked task each, and
-/// the backend closes them at its own keep-alive timeout.
+/// shutdown). Idle connections cost a socket and a buffer each, and the
+/// backend closes them at its own keep-alive timeout.
 const MAX_IDLE_PER_MEMBER: usize = 256;
-/// How often idle connections are looked at. Nothing else polls them, so
+/// How often idle connections are looked at. Nothing else reads them, so
 /// this is how a close by the backend is noticed (and its socket released)
 /// while traffic is quiet.
 const IDLE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -62,34 +61,28 @@ pub struct Upstream {
 }
 
 /// A connection ready for a request.
+#[derive(Debug)]
 enum Sender {
     H1(H1),
     H2(http2::SendRequest<Body>),
 }
 
-/// The I/O of one HTTP/1.1 backend connection (hyper's connection future
-/// with upgrades, whose type hyper does not name).
-type ConnFuture = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
-
-/// An HTTP/1.1 backend connection and the future that does its I/O, which
-/// its current user polls ([`H1::drive`]).
+/// An idle HTTP/1.1 backend connection.
+#[derive(Debug)]
 struct H1 {
-    sender: http1::SendRequest<Body>,
-    conn: ConnFuture,
-    /// The connection future has finished: the connection is closed (or
-    /// was handed over after a 101).
-    done: bool,
+    conn: h1::Conn,
+    /// It carried a request before.
+    reused: bool,
     /// The upstream's sweep count when it last went back to the idle list.
     idle_since_sweep: u64,
 }
 
-/// Held by a streamed answer: releases the member's in-flight count, and
-/// gives the connection back when [`Return::finished`] is called.
+/// Held by a streamed answer: releases the member's in-flight count when
+/// dropped, and takes the connection back ([`Return::give_back`]).
 #[derive(Debug)]
 pub struct Return {
     upstream: Arc<Upstream>,
-    sender: Option<Sender>,
-    _lease: Lease,
+    lease: Lease,
 }
 
 /// What a sent request came back with.
@@ -98,6 +91,17 @@ pub struct Sent {
     pub response: Response<Body>,
     /// The member that answered.
     pub member: SocketAddr,
+    /// After a `101 Switching Protocols` from an HTTP/1.1 backend: its
+    /// connection, now the other protocol's.
+    pub switched: Option<h1::Upgraded>,
+}
+
+/// One try of a request on one connection.
+enum Attempt {
+    Answered(Response<Body>, Option<h1::Upgraded>),
+    /// The connection was closed before the request was used: try again.
+    Unsent(Request<Body>),
+    Failed(BoxError),
 }
 
 // === impl Upstream ===
@@ -117,9 +121,8 @@ impl Upstream {
         upstream
     }
 
-    /// Polls each idle HTTP/1.1 connection once (without a task to wake:
-    /// its next user polls it again) and drops those that have closed or
-    /// have sat idle for [`MAX_IDLE_SWEEPS`] sweeps.
+    /// Looks at each idle connection once and drops those that have closed
+    /// or have sat idle for [`MAX_IDLE_SWEEPS`] sweeps.
     fn sweep(&self) {
         let now = self.sweeps.fetch_add(1, Ordering::Relaxed) + 1;
         let mut cx = Context::from_waker(Waker::noop());
@@ -127,9 +130,7 @@ impl Upstream {
         for list in idle.values_mut() {
             list.retain_mut(|sender| match sender {
                 Sender::H1(h1) => {
-                    h1.drive(&mut cx);
-                    !h1.done
-                        && !h1.sender.is_closed()
+                    h1.conn.is_usable(&mut cx)
                         && now.saturating_sub(h1.idle_since_sweep) < MAX_IDLE_SWEEPS
                 }
                 Sender::H2(s) => !s.is_closed(),
@@ -165,7 +166,7 @@ impl Upstream {
         while let Some(member) = self.pool.pick(&tried) {
             tried.push(member.addr);
             let lease = Lease::new(member.clone());
-            let mut sender = match self.take_idle(member.addr).await {
+            let sender = match self.take_idle(member.addr) {
                 Some(sender) => sender,
                 None => match self.connect(&member, dial_timeout).await {
                     Ok(sender) => sender,
@@ -179,41 +180,36 @@ impl Upstream {
                     }
                 },
             };
-            let result = match &mut sender {
-                Sender::H1(h1) => h1.send(request).await,
-                Sender::H2(s) => s.try_send_request(request).await,
+            let attempt = match sender {
+                Sender::H1(h1) => self.send_h1(h1, request, lease).await,
+                Sender::H2(s) => self.send_h2(s, request, lease).await,
             };
-            match result {
-                Ok(response) => {
+            match attempt {
+                Attempt::Answered(response, switched) => {
                     if is_member_failure(response.status(), self.pool.settings().eject.all_5xx) {
                         self.pool.failed(&member);
                     } else {
                         self.pool.succeeded(&member);
                     }
-                    let response = self.guard(response, sender, lease);
                     return Ok(Sent {
                         response,
                         member: member.addr,
+                        switched,
                     });
                 }
-                Err(mut error) => {
-                    // A connection that closed before the request was
-                    // written gives it back: that is safe to send again.
-                    match error.take_message() {
-                        Some(unsent) => {
-                            debug!(backend = %self.name(), member = %member.addr, "idle connection closed; retrying");
-                            request = unsent;
-                            tried.pop();
-                            continue;
-                        }
-                        None => {
-                            self.pool.failed(&member);
-                            return Err(HttpError::Upstream {
-                                backend: self.name().to_owned(),
-                                error: error.into_error(),
-                            });
-                        }
-                    }
+                // A connection that closed before the request was used
+                // gives it back: that is safe to send again.
+                Attempt::Unsent(unsent) => {
+                    debug!(backend = %self.name(), member = %member.addr, "idle connection closed; retrying");
+                    request = unsent;
+                    tried.pop();
+                }
+                Attempt::Failed(error) => {
+                    self.pool.failed(&member);
+                    return Err(HttpError::Upstream {
+                        backend: self.name().to_owned(),
+                        error,
+                    });
                 }
             }
         }
@@ -223,55 +219,110 @@ impl Upstream {
         }))
     }
 
-    /// An idle connection to `member` that is still open, if any.
-    async fn take_idle(&self, member: SocketAddr) -> Option<Sender> {
-        loop {
-            let sender = {
-                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                let list = idle.get_mut(&member)?;
-                match list.last() {
-                    // h2c connections are shared: hand out a clone.
-                    Some(Sender::H2(s)) if !s.is_closed() => return Some(Sender::H2(s.clone())),
-                    _ => list.pop()?,
-                }
-            };
-            match sender {
-                Sender::H1(mut h1) => {
-                    if h1.ready().await {
-                        return Some(Sender::H1(h1));
+    async fn send_h1(self: &Arc<Self>, h1: H1, request: Request<Body>, lease: Lease) -> Attempt {
+        match h1.conn.send(request, h1.reused).await {
+            Ok((head, h1::Next::Body(reader))) => {
+                let guard = Return {
+                    upstream: self.clone(),
+                    lease,
+                };
+                let body = if reader.is_end() {
+                    let mut reader = reader;
+                    guard.give_back(reader.take_reusable());
+                    Body::Empty
+                } else {
+                    Body::H1 {
+                        reader,
+                        guard: Some(guard),
                     }
+                };
+                Attempt::Answered(head.map(|()| body), None)
+            }
+            Ok((head, h1::Next::Switched(upgraded))) => {
+                Attempt::Answered(head.map(|()| Body::Empty), Some(upgraded))
+            }
+            Err(h1::SendError::Unsent(request, error)) => {
+                debug!(backend = %self.name(), error = %error, "request not sent");
+                Attempt::Unsent(*request)
+            }
+            Err(h1::SendError::Failed(error)) => Attempt::Failed(error.into()),
+        }
+    }
+
+    async fn send_h2(
+        self: &Arc<Self>,
+        mut sender: http2::SendRequest<Body>,
+        request: Request<Body>,
+        lease: Lease,
+    ) -> Attempt {
+        match sender.try_send_request(request).await {
+            Ok(response) => {
+                let guard = Return {
+                    upstream: self.clone(),
+                    lease,
+                };
+                let response = response.map(|inner| {
+                    if http_body::Body::is_end_stream(&inner) {
+                        Body::Incoming(inner)
+                    } else {
+                        Body::Upstream {
+                            inner,
+                            guard: Some(guard),
+                        }
+                    }
+                });
+                Attempt::Answered(response, None)
+            }
+            Err(mut error) => match error.take_message() {
+                Some(unsent) => Attempt::Unsent(unsent),
+                None => Attempt::Failed(error.into_error().into()),
+            },
+        }
+    }
+
+    /// An idle connection to `member` that is still open, if any.
+    fn take_idle(&self, member: SocketAddr) -> Option<Sender> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(&member)?;
+        loop {
+            match list.last_mut()? {
+                // h2c connections are shared: hand out a clone.
+                Sender::H2(s) if !s.is_closed() => return Some(Sender::H2(s.clone())),
+                Sender::H2(_) => {
+                    list.pop();
                 }
-                Sender::H2(_) => {}
+                Sender::H1(h1) => {
+                    // Closed by the backend while idle: drop it.
+                    if h1.conn.is_usable(&mut cx) {
+                        return list.pop();
+                    }
+                    list.pop();
+                }
             }
         }
     }
 
-    /// Dials `member` and runs the HTTP handshake.
+    /// Dials `member` (and runs the HTTP/2 handshake for h2c).
     async fn connect(&self, member: &Member, timeout: Duration) -> Result<Sender, HttpError> {
         let dial_error = |error| HttpError::Dial {
             backend: self.name().to_owned(),
             error,
         };
         let stream = self.pool.dial(member, timeout).await.map_err(dial_error)?;
-        let io = TokioIo::new(stream);
-        let handshake_error = |error| HttpError::Upstream {
-            backend: self.name().to_owned(),
-            error,
-        };
         match self.pool.settings().protocol {
-            UpstreamProtocol::Http1 => {
-                let (sender, conn) = http1::handshake(io).await.map_err(handshake_error)?;
-                Ok(Sender::H1(H1 {
-                    sender,
-                    conn: Box::pin(conn.with_upgrades()),
-                    done: false,
-                    idle_since_sweep: 0,
-                }))
-            }
+            UpstreamProtocol::Http1 => Ok(Sender::H1(H1 {
+                conn: h1::Conn::new(stream),
+                reused: false,
+                idle_since_sweep: 0,
+            })),
             UpstreamProtocol::H2c => {
-                let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+                let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
                     .await
-                    .map_err(handshake_error)?;
+                    .map_err(|error| HttpError::Upstream {
+                        backend: self.name().to_owned(),
+                        error: error.into(),
+                    })?;
                 tokio::spawn(async move {
                     if let Err(error) = conn.await {
                         debug!(error = %error, "backend connection ended");
@@ -284,47 +335,12 @@ impl Upstream {
         }
     }
 
-    /// Wraps the answer's body so the connection comes back when it ends.
-    fn guard(
-        self: &Arc<Self>,
-        response: Response<hyper::body::Incoming>,
-        sender: Sender,
-        lease: Lease,
-    ) -> Response<Body> {
-        let guard = Return {
-            upstream: self.clone(),
-            sender: Some(sender),
-            _lease: lease,
-        };
-        // A switched protocol (101) takes the connection over: never reused.
-        let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-        response.map(|inner| {
-            if switching {
-                guard.hand_over();
-                Body::Incoming(inner)
-            } else if http_body::Body::is_end_stream(&inner) {
-                guard.finished();
-                Body::Incoming(inner)
-            } else {
-                Body::Upstream {
-                    inner,
-                    guard: Some(guard),
-                }
-            }
-        })
-    }
-
-    fn put_idle(&self, member: SocketAddr, mut sender: Sender) {
-        if let Sender::H1(h1) = &mut sender {
-            if h1.done || h1.sender.is_closed() {
-                return;
-            }
-            h1.idle_since_sweep = self.sweeps.load(Ordering::Relaxed);
-        }
-        if matches!(sender, Sender::H2(_)) {
-            // Already kept at connect time.
-            return;
-        }
+    fn put_idle(&self, member: SocketAddr, conn: h1::Conn) {
+        let sender = Sender::H1(H1 {
+            conn,
+            reused: true,
+            idle_since_sweep: self.sweeps.load(Ordering::Relaxed),
+        });
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.entry(member).or_default();
         if list.len() < MAX_IDLE_PER_MEMBER {
@@ -347,119 +363,20 @@ async fn sweep_idle(upstream: Weak<Upstream>) {
     }
 }
 
-// === impl H1 ===
-
-impl H1 {
-    /// Polls the connection's I/O once; notes when it has finished.
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        if self.done {
-            return;
-        }
-        if let Poll::Ready(result) = self.conn.as_mut().poll(cx) {
-            self.done = true;
-            if let Err(error) = result {
-                debug!(error = %error, "backend connection ended");
-            }
-        }
-    }
-
-    /// Waits until the connection can take a request, driving it (an idle
-    /// connection is not polled, so a close by the backend shows only
-    /// now). False when it is closed.
-    async fn ready(&mut self) -> bool {
-        poll_fn(|cx| {
-            self.drive(cx);
-            if self.done {
-                return Poll::Ready(false);
-            }
-            self.sender.poll_ready(cx).map(|r| r.is_ok())
-        })
-        .await
-    }
-
-    /// Sends `request` and waits for the answer's head, driving the
-    /// connection meanwhile.
-    async fn send(
-        &mut self,
-        request: Request<Body>,
-    ) -> Result<Response<hyper::body::Incoming>, hyper::client::conn::TrySendError<Request<Body>>>
-    {
-        let H1 {
-            sender, conn, done, ..
-        } = self;
-        let mut response = std::pin::pin!(sender.try_send_request(request));
-        let mut drive = H1Drive { conn, done };
-        poll_fn(|cx| {
-            drive.poll(cx);
-            response.as_mut().poll(cx)
-        })
-        .await
-    }
-}
-
-/// [`H1::drive`] on borrowed fields, for use beside the borrowed sender.
-struct H1Drive<'a> {
-    conn: &'a mut ConnFuture,
-    done: &'a mut bool,
-}
-
-impl H1Drive<'_> {
-    fn poll(&mut self, cx: &mut Context<'_>) {
-        if *self.done {
-            return;
-        }
-        if let Poll::Ready(result) = self.conn.as_mut().poll(cx) {
-            *self.done = true;
-            if let Err(error) = result {
-                debug!(error = %error, "backend connection ended");
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for Sender {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Sender::H1(h1) => f.debug_struct("H1").field("done", &h1.done).finish(),
-            Sender::H2(s) => f.debug_tuple("H2").field(s).finish(),
-        }
-    }
-}
-
 // === impl Return ===
 
 impl Return {
-    /// Drives the backend connection the answer's body comes from; called
-    /// before each poll of that body.
-    pub fn drive(&mut self, cx: &mut Context<'_>) {
-        if let Some(Sender::H1(h1)) = &mut self.sender {
-            h1.drive(cx);
+    /// The answer ended cleanly: `conn`, when it can carry another
+    /// request, goes back to the idle list.
+    pub fn give_back(self, conn: Option<h1::Conn>) {
+        if let Some(conn) = conn {
+            let member = self.lease.member().addr;
+            self.upstream.put_idle(member, conn);
         }
     }
 
-    /// The backend switched protocols: its connection future must run to
-    /// the end to hand the socket to the upgrade, so it gets a task.
-    fn hand_over(mut self) {
-        if let Some(Sender::H1(h1)) = self.sender.take()
-            && !h1.done
-        {
-            let H1 { sender, conn, .. } = h1;
-            tokio::spawn(async move {
-                let _sender = sender;
-                if let Err(error) = conn.await {
-                    debug!(error = %error, "backend connection ended");
-                }
-            });
-        }
-    }
-
-    /// The answer ended cleanly: the connection may carry another request.
-    pub fn finished(mut self) {
-        if let Some(sender) = self.sender.take() {
-            let member = self._lease.member().addr;
-            self.upstream.put_idle(member, sender);
-        }
-    }
+    /// The answer ended (h2c: the shared connection stays in the list).
+    pub fn finished(self) {}
 }
 
 /// Whether an answer counts toward ejecting the member that gave it: 502,

@@ -37,8 +37,8 @@ pub enum HttpError {
     Upstream {
         /// The backend's name.
         backend: String,
-        /// hyper's error.
-        error: hyper::Error,
+        /// What failed: the connection, or the answer's framing.
+        error: super::body::BoxError,
     },
     /// The policy's `on-request` failed and `policy.on_error` is `reject`.
     #[error("{0}")]

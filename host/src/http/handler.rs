@@ -20,11 +20,13 @@ use tracing::{debug, info, warn};
 use super::body::Body;
 use super::error::HttpError;
 use super::forward_auth::{self, Verdict};
+use super::h1::Upgraded;
 use super::headers::{self, Forwarding};
 use super::policy::{self, Answer};
 use super::{ConnInfo, Http, routes};
 use crate::config::UpstreamProtocol;
 use crate::proxy::copy;
+use crate::proxy::terminate::Replay;
 
 /// What one request did, for its log line.
 #[derive(Default)]
@@ -201,12 +203,11 @@ async fn forward(
     let mut response = sent.response;
     debug!(backend = %backend, member = %sent.member, status = response.status().as_u16(), "backend answered");
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        match client_upgrade {
-            Some(client_upgrade) => {
-                let backend_upgrade = hyper::upgrade::on(&mut response);
-                tokio::spawn(tunnel(client_upgrade, backend_upgrade, limits.idle_timeout));
+        match (client_upgrade, sent.switched) {
+            (Some(client_upgrade), Some(backend)) => {
+                tokio::spawn(tunnel(client_upgrade, backend, limits.idle_timeout));
             }
-            None => return Err(HttpError::BadRequest("unrequested protocol switch")),
+            _ => return Err(HttpError::BadRequest("unrequested protocol switch")),
         }
     } else {
         headers::remove_hop_by_hop(response.headers_mut(), false);
@@ -230,19 +231,17 @@ fn request_host(request: &Request<Incoming>) -> Result<String, HttpError> {
 }
 
 /// Relays an upgraded (WebSocket) connection both ways until both close.
-async fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
-    backend: hyper::upgrade::OnUpgrade,
-    idle: std::time::Duration,
-) {
-    let (client, backend) = match tokio::try_join!(client, backend) {
-        Ok(pair) => pair,
+async fn tunnel(client: hyper::upgrade::OnUpgrade, backend: Upgraded, idle: std::time::Duration) {
+    let client = match client.await {
+        Ok(client) => client,
         Err(error) => {
             debug!(error = %error, "upgrade failed");
             return;
         }
     };
-    let relayed = copy::relay(TokioIo::new(client), TokioIo::new(backend), idle).await;
+    // What the backend sent right after its 101 goes first.
+    let backend = Replay::new(backend.leftover.to_vec(), backend.io);
+    let relayed = copy::relay(TokioIo::new(client), backend, idle).await;
     debug!(
         up = relayed.up,
         down = relayed.down,
