@@ -38,6 +38,9 @@ use locate::{Locations, Position};
 pub struct Config {
     /// Addresses to accept TLS on.
     pub listen: Vec<SocketAddr>,
+    /// Threads serving connections, each with its own listening socket
+    /// per address (`proxy/workers.rs`); 1 serves on the caller's runtime.
+    pub workers: usize,
     /// Where the admin endpoints are served, if anywhere.
     pub admin_listen: Option<SocketAddr>,
     /// Address of the plain HTTP listener (ACME HTTP-01, redirect to https).
@@ -542,6 +545,7 @@ mod tests {
         );
         assert_eq!(config.limits.drain_timeout, Duration::from_secs(25));
         assert_eq!(config.reload_watch_interval, Some(Duration::from_secs(5)));
+        assert_eq!(config.workers, 3);
         assert_eq!(config.http_listen, Some("0.0.0.0:8080".parse().unwrap()));
         let acme = config.tls.acme.as_ref().unwrap();
         assert_eq!(acme.names, ["media.hearth.example", "cdn.hearth.example"]);
@@ -583,6 +587,10 @@ mod tests {
         assert_eq!(config.admin_listen, None);
         assert!(config.shadow.is_none());
         assert_eq!(config.reload_watch_interval, None);
+        assert_eq!(
+            config.workers,
+            std::thread::available_parallelism().map_or(1, usize::from)
+        );
         assert_eq!(config.limits.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
         assert_eq!(
             config.policy.limits.init_timeout,

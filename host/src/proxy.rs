@@ -25,6 +25,7 @@ mod redirect;
 pub mod reject;
 mod shadow;
 pub(crate) mod terminate;
+mod workers;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,7 +35,6 @@ use std::time::Duration;
 
 use hearth_edge_policy::{ClientHello, Decision, HttpDecision, HttpRequest, Policy, PolicyError};
 use rustls::ServerConfig;
-use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tracing::{info, warn};
 
@@ -160,7 +160,10 @@ pub enum StartError {
 
 /// Bound listeners, ready to run.
 pub struct Edge {
-    listeners: Vec<(TcpListener, SocketAddr, Serve)>,
+    /// Per worker thread, its sockets (one per address).
+    per_worker: Vec<Vec<(std::net::TcpListener, Serve)>>,
+    /// Every bound address and what it serves.
+    bound: Vec<(SocketAddr, Serve)>,
     live: Arc<Live>,
     fixed: Fixed,
     metrics: Arc<Metrics>,
@@ -204,7 +207,9 @@ impl Edge {
         challenges: Option<Arc<dyn Challenges>>,
         metrics: Arc<Metrics>,
     ) -> Result<Edge, StartError> {
-        let mut listeners = Vec::new();
+        let workers = config.workers.max(1);
+        let mut per_worker: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut bound = Vec::new();
         let plain = config
             .plain_listen
             .iter()
@@ -212,16 +217,19 @@ impl Edge {
         let redirect = config.http_listen.map(|a| (a, Serve::Redirect));
         let all = config.listen.iter().map(|&a| (a, Serve::Tls));
         for (addr, serve) in all.chain(plain).chain(redirect) {
-            let listener =
-                listener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
-            let local = listener
+            let group = listener::bind_group(addr, workers)
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let local = group[0]
                 .local_addr()
                 .map_err(|source| StartError::Bind { addr, source })?;
-            listeners.push((listener, local, serve));
+            for (socket, sockets) in group.into_iter().zip(per_worker.iter_mut()) {
+                sockets.push((socket, serve.clone()));
+            }
+            bound.push((local, serve));
         }
         let fixed = Fixed {
             challenges,
-            https_port: listeners.first().map_or(0, |(_, addr, _)| addr.port()),
+            https_port: bound.first().map_or(0, |(addr, _)| addr.port()),
         };
         let shared = Shared::new(
             config.clone(),
@@ -232,7 +240,8 @@ impl Edge {
             fixed.clone(),
         )?;
         Ok(Edge {
-            listeners,
+            per_worker,
+            bound,
             live: Arc::new(RwLock::new(Arc::new(shared))),
             fixed,
             metrics,
@@ -255,28 +264,28 @@ impl Edge {
 
     /// The bound TLS addresses (with real ports when the config said `:0`).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
+        self.bound
             .iter()
-            .filter(|(_, _, serve)| matches!(serve, Serve::Tls))
-            .map(|(_, addr, _)| *addr)
+            .filter(|(_, serve)| matches!(serve, Serve::Tls))
+            .map(|(addr, _)| *addr)
             .collect()
     }
 
     /// The bound plain-HTTP addresses (`plain_listen`).
     pub fn plain_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
+        self.bound
             .iter()
-            .filter(|(_, _, serve)| matches!(serve, Serve::PlainHttp(_)))
-            .map(|(_, addr, _)| *addr)
+            .filter(|(_, serve)| matches!(serve, Serve::PlainHttp(_)))
+            .map(|(addr, _)| *addr)
             .collect()
     }
 
     /// The bound address of `http_listen`, when set.
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.listeners
+        self.bound
             .iter()
-            .find(|(_, _, serve)| matches!(serve, Serve::Redirect))
-            .map(|(_, addr, _)| *addr)
+            .find(|(_, serve)| matches!(serve, Serve::Redirect))
+            .map(|(addr, _)| *addr)
     }
 
     /// The counters, live.
@@ -296,28 +305,37 @@ impl Edge {
     /// completes (it is first polled once the drain starts: e.g. a second
     /// SIGTERM).
     pub async fn run_until(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()>,
         cut_drain: impl Future<Output = ()>,
     ) -> Drained {
         let limiter = Arc::new(Semaphore::new(self.permits));
         let (stop, stopped) = watch::channel(false);
         let (close, closing) = watch::channel(false);
-        let mut loops = tokio::task::JoinSet::new();
-        for (listener, _, serve) in self.listeners {
-            loops.spawn(listener::accept_loop(
-                listener,
-                self.live.clone(),
-                limiter.clone(),
-                stopped.clone(),
-                closing.clone(),
-                serve,
-            ));
-        }
+        let accept = workers::Accept {
+            live: self.live.clone(),
+            limiter: limiter.clone(),
+            stopped,
+            closing,
+        };
+        let mut workers = workers::start(std::mem::take(&mut self.per_worker), &accept);
+        drop(accept);
         shutdown.await;
         let _ = stop.send(true);
-        while loops.join_next().await.is_some() {}
+        workers.accepting_stopped().await;
+        let drained = self.drain(&limiter, close, cut_drain).await;
+        workers.finish().await;
+        drained
+    }
 
+    /// After accepting stopped: waits for open connections within the
+    /// drain timeout (or until `cut_drain`), then tells the rest to close.
+    async fn drain(
+        &self,
+        limiter: &Semaphore,
+        close: watch::Sender<bool>,
+        cut_drain: impl Future<Output = ()>,
+    ) -> Drained {
         let drain_timeout = current(&self.live).config.limits.drain_timeout;
         let all = u32::try_from(self.permits).unwrap_or(u32::MAX);
         // Poll `cut_drain` once before announcing the drain, so whatever it

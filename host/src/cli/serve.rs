@@ -44,7 +44,11 @@ pub fn run(config: Option<PathBuf>, policy: Option<PathBuf>) -> anyhow::Result<E
     crate::logging::init(&config.log);
     let runtime = policy_runtime()?;
     let policies = load_policies(&config, &runtime)?;
+    // Connections run on the worker threads (`workers`, `proxy/workers.rs`);
+    // this runtime keeps reloads, signals, the admin listener, ACME and
+    // health checks (and the connections too with `workers: 1`).
     let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("starting tokio")?;
@@ -395,6 +399,9 @@ impl Reload {
             warn!(
                 "listen and admin_listen changes take effect at restart; keeping the bound addresses"
             );
+        }
+        if next.workers != started.workers {
+            warn!("workers changes take effect at restart");
         }
         if next.limits.max_concurrent_conns != started.limits.max_concurrent_conns {
             warn!("limits.max_concurrent_conns changes take effect at restart");

@@ -12,7 +12,7 @@ use super::duration::{ByteSize, ConfigDuration};
 use super::http::{
     RawBalance, RawEject, RawHealthCheck, RawPlainListener, RawRouteSet, UpstreamProtocol,
 };
-use super::values::{Alpn, BackendAddr, BackendName, Hostname, ListenAddr, ListenList};
+use super::values::{Alpn, BackendAddr, BackendName, Hostname, ListenAddr, ListenList, Workers};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -51,6 +51,8 @@ pub struct RawConfig {
     /// `reload`.
     #[serde(default)]
     pub reload: RawReload,
+    /// `workers`: threads serving connections; one per CPU when absent.
+    pub workers: Option<Workers>,
 }
 
 /// `reload`.

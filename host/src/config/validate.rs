@@ -74,8 +74,14 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
         }
         other => other.map(|d| d.0),
     };
+    let workers = match raw.workers {
+        Some(super::values::Workers(Some(n))) => n,
+        // One per CPU this process may use (its affinity and cgroup quota).
+        _ => std::thread::available_parallelism().map_or(1, usize::from),
+    };
     Ok(Config {
         listen,
+        workers,
         admin_listen,
         http_listen,
         policy,

@@ -20,6 +20,14 @@ const MAX_BACKEND_NAME_LEN: usize = 63;
 /// An ALPN protocol id is 1..=255 bytes (RFC 7301 §3.1).
 const MAX_ALPN_LEN: usize = 255;
 
+/// `workers`: how many threads serve connections; `auto` (the default)
+/// is one per CPU the edge may run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workers(pub Option<usize>);
+
+/// The most worker threads accepted.
+pub const MAX_WORKERS: u64 = 1024;
+
 /// A local address to accept TLS on: `127.0.0.1:8443`, `[::]:443`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenAddr(pub SocketAddr);
@@ -204,6 +212,39 @@ impl<'de> serde::Deserialize<'de> for ListenList {
                     addrs.push(addr);
                 }
                 Ok(ListenList(addrs))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Workers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Workers;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "`auto` or a number of threads from 1 to {MAX_WORKERS}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                if v == "auto" {
+                    Ok(Workers(None))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                if (1..=MAX_WORKERS).contains(&v) {
+                    Ok(Workers(usize::try_from(v).ok()))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Unsigned(v), &self))
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+                }
             }
         }
         deserializer.deserialize_any(V)

@@ -72,7 +72,8 @@ enum Mode {
 
 /// Handles one accepted connection until it is closed, or until `closing`
 /// turns true (the shutdown drain ran out). Never panics on peer input;
-/// holds `permit` (the concurrency limit) to the end.
+/// holds `permit` (the concurrency limit) until the connection is closed:
+/// by the time `connection closed` is logged, its slot is free.
 pub async fn handle(
     shared: Arc<Shared>,
     mut client: TcpStream,
@@ -81,8 +82,7 @@ pub async fn handle(
     permit: OwnedSemaphorePermit,
     mut closing: watch::Receiver<bool>,
 ) {
-    let _permit = permit;
-    let _active = track_active(&shared.metrics);
+    let active = track_active(&shared.metrics);
     let start = Instant::now();
     let mut record = Record {
         source,
@@ -126,6 +126,7 @@ pub async fn handle(
             Outcome::Error
         }
     };
+    drop((permit, active));
     shared.metrics.closed(outcome, record.up, record.down);
     info!(
         source = %source,
@@ -150,8 +151,7 @@ pub async fn handle_plain(
     permit: OwnedSemaphorePermit,
     mut closing: watch::Receiver<bool>,
 ) {
-    let _permit = permit;
-    let _active = track_active(&shared.metrics);
+    let active = track_active(&shared.metrics);
     let start = Instant::now();
     let counts = Arc::new(Counts::default());
     let conn = ConnInfo::new(source, "http", set.to_string(), None);
@@ -166,6 +166,7 @@ pub async fn handle_plain(
             info!(source = %source, "closed at the end of the shutdown drain");
         }
     }
+    drop((permit, active));
     info!(
         source = %source,
         sni = %"-",

@@ -1,6 +1,7 @@
-//! Listening sockets and the accept loop: one task per listener, one task
-//! per connection (`proxy/conn.rs`), and the `max_concurrent_conns` limit
-//! applied at accept time.
+//! Listening sockets and the accept loop: one task per listening socket,
+//! one task per connection (`proxy/conn.rs`), and the
+//! `max_concurrent_conns` limit applied at accept time. With several
+//! worker threads each has its own socket per address (`bind_group`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -73,15 +74,47 @@ pub enum Serve {
 /// Binds a TCP listener. IPv6 sockets are IPv6-only, so `0.0.0.0:443` and
 /// `[::]:443` can be listed together.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::from_std(listening_socket(addr, false)?)
+}
+
+/// Binds `count` listening sockets on `addr` that share one port with
+/// `SO_REUSEPORT`, one per worker thread: the kernel spreads new
+/// connections over them, and each worker accepts from its own. A port
+/// another socket already holds is refused as it would be with one socket
+/// (the option alone would let the group join another process's); a
+/// `:0` port is chosen once, for the whole group.
+pub fn bind_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    if count <= 1 {
+        return Ok(vec![listening_socket(addr, false)?]);
+    }
+    let probe = socket_for(addr, false)?;
+    probe.bind(&addr.into())?;
+    let addr = probe
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("bound address is not an IP address"))?;
+    drop(probe);
+    (0..count).map(|_| listening_socket(addr, true)).collect()
+}
+
+fn socket_for(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+fn listening_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    let socket = socket_for(addr, reuse_port)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// Accepts until `shutdown` turns true; connections over the limit are

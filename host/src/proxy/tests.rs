@@ -486,7 +486,8 @@ async fn oversized_hello_is_refused() {
 
 #[tokio::test(start_paused = true)]
 async fn slow_hello_times_out_as_a_whole() {
-    let extra = "limits: { client_hello_timeout: 2s }\n";
+    // Paused time reaches only the test's runtime: serve on it.
+    let extra = "limits: { client_hello_timeout: 2s }\nworkers: 1\n";
     let edge = start(
         "  echo: { addr: \"127.0.0.1:9\" }\n",
         extra,

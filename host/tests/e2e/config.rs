@@ -185,3 +185,26 @@ fn check_accepts_the_documented_acme_example() {
         out.stderr
     );
 }
+
+#[test]
+fn a_second_edge_on_the_same_port_is_refused() {
+    // Each worker binds its own socket with SO_REUSEPORT; that must not let
+    // a second edge (same user, same option) join the first one's port.
+    let first = EdgeBuilder::hearth().yaml("workers: 2\n").start();
+    let dir = TempDir::new("port-held");
+    let path = dir.join("edge.yaml");
+    let yaml = EdgeBuilder::hearth()
+        .yaml("workers: 2\n")
+        .config_yaml(first.addr, None);
+    std::fs::write(&path, yaml).unwrap();
+    let mut command = Command::new(EDGE_BIN);
+    command.arg("--config").arg(&path).env("NO_COLOR", "1");
+    let out = run_tool(command, b"", STEP_TIMEOUT * 3);
+    assert_eq!(out.status.code(), Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&first.addr.to_string())
+            && out.stderr.to_lowercase().contains("in use"),
+        "{}",
+        out.stderr
+    );
+}
