@@ -122,7 +122,10 @@ impl Http {
         let upstreams = config
             .backends
             .keys()
-            .filter_map(|name| Some((name.clone(), Upstream::new(pools.get(name)?.clone()))))
+            .filter_map(|name| {
+                let pool = pools.get(name)?.clone();
+                Some((name.clone(), Upstream::new(pool, config.workers)))
+            })
             .collect();
         Http {
             config,

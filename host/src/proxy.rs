@@ -41,6 +41,7 @@ use tracing::{info, warn};
 pub use copy::RELAY_BUFFER_BYTES;
 use listener::Serve;
 pub use listener::bind as bind_listener;
+pub(crate) use workers::current as current_worker;
 
 use crate::config::Config;
 use crate::http::Http;

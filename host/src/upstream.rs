@@ -208,36 +208,60 @@ impl Pool {
     /// any untried one.
     pub fn pick(&self, tried: &[SocketAddr]) -> Option<Arc<Member>> {
         let members = self.members();
-        let now = self.now_ms();
-        let untried: Vec<&Arc<Member>> = members
+        // The clock matters only once a member has been ejected.
+        let now = if members
             .iter()
-            .filter(|m| !tried.contains(&m.addr))
-            .collect();
-        let mut candidates: Vec<&Arc<Member>> =
-            untried.iter().copied().filter(|m| m.is_up(now)).collect();
-        if candidates.is_empty() && !members.iter().any(|m| m.is_up(now)) {
-            candidates = untried;
-        }
-        if candidates.is_empty() {
+            .any(|m| m.ejected_until_ms.load(Ordering::Relaxed) != 0)
+        {
+            self.now_ms()
+        } else {
+            0
+        };
+        // Untried members that are up; when none at all is up, any
+        // untried one (a pool that is all down still gets tried).
+        let any_up = members.iter().any(|m| m.is_up(now));
+        let eligible = |m: &&Arc<Member>| !tried.contains(&m.addr) && (!any_up || m.is_up(now));
+        let count = members.iter().filter(eligible).count();
+        if count == 0 {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % candidates.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
         let chosen = match self.settings.balance {
-            Balance::RoundRobin => candidates[start],
+            Balance::RoundRobin => members.iter().filter(eligible).nth(start),
             Balance::LeastConn => {
-                // Fewest in flight; ties go round robin.
-                (0..candidates.len())
-                    .map(|i| candidates[(start + i) % candidates.len()])
-                    .min_by_key(|m| m.in_flight.load(Ordering::Relaxed))
-                    .unwrap_or(candidates[start])
+                // Fewest in flight; ties go round robin from `start`.
+                members
+                    .iter()
+                    .filter(eligible)
+                    .enumerate()
+                    .min_by_key(|(i, m)| {
+                        (
+                            m.in_flight.load(Ordering::Relaxed),
+                            (i + count - start) % count,
+                        )
+                    })
+                    .map(|(_, m)| m)
             }
         };
-        Some(chosen.clone())
+        chosen.cloned()
     }
 
     /// Connects to `member` within `timeout`, recording the outcome for
-    /// passive ejection.
+    /// passive ejection (for a relay, a connect is the member's success).
     pub async fn dial(&self, member: &Member, timeout: Duration) -> Result<TcpStream, ConnError> {
+        let stream = self.dial_only(member, timeout).await?;
+        self.succeeded(member);
+        Ok(stream)
+    }
+
+    /// Connects to `member` within `timeout`, counting only a failure: the
+    /// HTTP mode counts the exchange that follows (a member that accepts
+    /// connections and answers 503 is failing).
+    pub async fn dial_only(
+        &self,
+        member: &Member,
+        timeout: Duration,
+    ) -> Result<TcpStream, ConnError> {
         let result = match tokio::time::timeout(timeout, TcpStream::connect(member.addr)).await {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(source)) => Err(ConnError::Dial {
@@ -250,10 +274,9 @@ impl Pool {
             }),
         };
         match &result {
+            // Small TLS records and WebSocket frames should not wait for Nagle.
             Ok(stream) => {
-                // Small TLS records and WebSocket frames should not wait for Nagle.
                 let _ = stream.set_nodelay(true);
-                self.succeeded(member);
             }
             Err(_) => self.failed(member),
         }

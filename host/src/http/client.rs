@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Waker};
 use std::time::Duration;
 
@@ -55,10 +55,18 @@ const MAX_IDLE_SWEEPS: u64 = 90;
 #[derive(Debug)]
 pub struct Upstream {
     pool: Arc<Pool>,
-    idle: Mutex<HashMap<SocketAddr, Vec<Sender>>>,
+    /// Idle connections per worker thread (`proxy/workers.rs`), by member:
+    /// a connection is only reused on the thread that dialled it, whose
+    /// I/O driver it is registered with.
+    idle: Box<[IdleList]>,
     /// Sweeps run so far: the idle clock of [`H1::idle_since_sweep`].
     sweeps: AtomicU64,
 }
+
+/// One worker's idle connections, by member; on its own cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct IdleList(Mutex<HashMap<SocketAddr, Vec<Sender>>>);
 
 /// A connection ready for a request.
 #[derive(Debug)]
@@ -107,11 +115,12 @@ enum Attempt {
 // === impl Upstream ===
 
 impl Upstream {
-    /// The HTTP side of `pool`.
-    pub fn new(pool: Arc<Pool>) -> Arc<Upstream> {
+    /// The HTTP side of `pool`, used from `workers` worker threads.
+    pub fn new(pool: Arc<Pool>, workers: usize) -> Arc<Upstream> {
         let upstream = Arc::new(Upstream {
             pool,
-            idle: Mutex::new(HashMap::new()),
+            // Worker numbers run from 1; 0 is the main runtime.
+            idle: (0..=workers).map(|_| IdleList::default()).collect(),
             sweeps: AtomicU64::new(0),
         });
         // Outside a runtime (some unit tests) there is nothing to sweep.
@@ -126,17 +135,24 @@ impl Upstream {
     fn sweep(&self) {
         let now = self.sweeps.fetch_add(1, Ordering::Relaxed) + 1;
         let mut cx = Context::from_waker(Waker::noop());
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        for list in idle.values_mut() {
-            list.retain_mut(|sender| match sender {
-                Sender::H1(h1) => {
-                    h1.conn.is_usable(&mut cx)
-                        && now.saturating_sub(h1.idle_since_sweep) < MAX_IDLE_SWEEPS
-                }
-                Sender::H2(s) => !s.is_closed(),
-            });
+        for shard in &self.idle {
+            let mut idle = lock(&shard.0);
+            for list in idle.values_mut() {
+                list.retain_mut(|sender| match sender {
+                    Sender::H1(h1) => {
+                        h1.conn.is_usable(&mut cx)
+                            && now.saturating_sub(h1.idle_since_sweep) < MAX_IDLE_SWEEPS
+                    }
+                    Sender::H2(s) => !s.is_closed(),
+                });
+            }
+            idle.retain(|_, list| !list.is_empty());
         }
-        idle.retain(|_, list| !list.is_empty());
+    }
+
+    /// This worker thread's idle connections.
+    fn idle_here(&self) -> MutexGuard<'_, HashMap<SocketAddr, Vec<Sender>>> {
+        lock(&self.idle[crate::proxy::current_worker() % self.idle.len()].0)
     }
 
     /// The backend's name.
@@ -163,8 +179,8 @@ impl Upstream {
         let mut tried = Vec::new();
         let mut last = None;
         let mut request = request;
+        // Members whose dial failed (allocated only then).
         while let Some(member) = self.pool.pick(&tried) {
-            tried.push(member.addr);
             let lease = Lease::new(member.clone());
             let sender = match self.take_idle(member.addr) {
                 Some(sender) => sender,
@@ -174,6 +190,7 @@ impl Upstream {
                         warn!(backend = %self.name(), member = %member.addr, error = %error, "backend member dial failed");
                         last = Some(error);
                         if retry {
+                            tried.push(member.addr);
                             continue;
                         }
                         break;
@@ -202,7 +219,6 @@ impl Upstream {
                 Attempt::Unsent(unsent) => {
                     debug!(backend = %self.name(), member = %member.addr, "idle connection closed; retrying");
                     request = unsent;
-                    tried.pop();
                 }
                 Attempt::Failed(error) => {
                     self.pool.failed(&member);
@@ -283,7 +299,7 @@ impl Upstream {
     /// An idle connection to `member` that is still open, if any.
     fn take_idle(&self, member: SocketAddr) -> Option<Sender> {
         let mut cx = Context::from_waker(Waker::noop());
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle_here();
         let list = idle.get_mut(&member)?;
         loop {
             match list.last_mut()? {
@@ -309,7 +325,11 @@ impl Upstream {
             backend: self.name().to_owned(),
             error,
         };
-        let stream = self.pool.dial(member, timeout).await.map_err(dial_error)?;
+        let stream = self
+            .pool
+            .dial_only(member, timeout)
+            .await
+            .map_err(dial_error)?;
         match self.pool.settings().protocol {
             UpstreamProtocol::Http1 => Ok(Sender::H1(H1 {
                 conn: h1::Conn::new(stream),
@@ -328,8 +348,8 @@ impl Upstream {
                         debug!(error = %error, "backend connection ended");
                     }
                 });
-                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                idle.insert(member.addr, vec![Sender::H2(sender.clone())]);
+                self.idle_here()
+                    .insert(member.addr, vec![Sender::H2(sender.clone())]);
                 Ok(Sender::H2(sender))
             }
         }
@@ -341,12 +361,16 @@ impl Upstream {
             reused: true,
             idle_since_sweep: self.sweeps.load(Ordering::Relaxed),
         });
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle_here();
         let list = idle.entry(member).or_default();
         if list.len() < MAX_IDLE_PER_MEMBER {
             list.push(sender);
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Sweeps `upstream`'s idle connections until it is dropped (a reload

@@ -60,14 +60,12 @@ pub async fn check(
     if let Ok(uri) = HeaderValue::from_str(original_uri) {
         headers.insert(X_FORWARDED_URI.clone(), uri);
     }
-    if !headers.contains_key(header::HOST)
-        && let Ok(host) = HeaderValue::from_str(forwarding.host)
-    {
-        headers.insert(header::HOST, host);
+    if !headers.contains_key(header::HOST) {
+        headers.insert(header::HOST, forwarding.host.clone());
     }
     let uri: Uri = match upstream.protocol() {
         UpstreamProtocol::Http1 => auth.path.parse(),
-        UpstreamProtocol::H2c => format!("http://{}{}", forwarding.host, auth.path).parse(),
+        UpstreamProtocol::H2c => format!("http://{}{}", forwarding.host_str(), auth.path).parse(),
     }
     .map_err(|_| HttpError::BadRequest("invalid auth path"))?;
     let mut subrequest = Request::new(Body::Empty);

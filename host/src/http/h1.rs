@@ -189,15 +189,17 @@ impl Conn {
         let outgoing = outgoing_framing(&parts.method, &parts.headers, &body);
         encode_head(&parts, outgoing, &mut self.head);
         // Nothing written yet: a failed first write leaves the request
-        // whole.
+        // whole, to be sent again when the connection was an idle one
+        // (a fresh one failing is the member failing).
         let written = match self.io.write(&self.head).await {
             Ok(n) => n,
-            Err(error) => {
+            Err(error) if reused => {
                 return Err(SendError::Unsent(
                     Box::new(Request::from_parts(parts, body)),
                     error.into(),
                 ));
             }
+            Err(error) => return Err(SendError::Failed(error.into())),
         };
         if written < self.head.len() {
             self.io

@@ -7,6 +7,7 @@
 //! upgraded connections with the byte relay (`proxy/copy.rs`). Failures
 //! become answers in `http/error.rs`; one `http request` line per request.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -28,14 +29,26 @@ use crate::config::UpstreamProtocol;
 use crate::proxy::copy;
 use crate::proxy::terminate::Replay;
 
-/// What one request did, for its log line.
+/// What one request did, for its log line. Borrowed or shared where it
+/// can be: most requests log nothing at `warn`.
 #[derive(Default)]
-struct Trace {
-    host: String,
-    backend: Option<String>,
+struct Trace<'a> {
+    /// The host as the client sent it.
+    host: Option<HeaderValue>,
+    backend: Option<Cow<'a, str>>,
     /// What `on-request` did, when the policy was asked and did not
     /// follow the routes: `forward` or `respond`.
     policy: Option<&'static str>,
+}
+
+impl Trace<'_> {
+    /// The host as routing saw it (no port, lower case).
+    fn host(&self) -> Cow<'_, str> {
+        self.host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .map_or(Cow::Borrowed(""), routes::normalize_host)
+    }
 }
 
 /// Serves one request; never fails (failures are answers).
@@ -56,7 +69,7 @@ pub async fn handle(
             warn!(
                 source = %conn.source,
                 method = %method,
-                host = %trace.host,
+                host = %trace.host(),
                 path = %path,
                 backend = %trace.backend.as_deref().unwrap_or("-"),
                 error = %error,
@@ -65,33 +78,37 @@ pub async fn handle(
             error.response()
         }
     };
+    let elapsed = start.elapsed();
     info!(
         source = %conn.source,
         method = %method,
-        host = %trace.host,
+        host = %trace.host(),
         path = %path,
         status = response.status().as_u16(),
         backend = %trace.backend.as_deref().unwrap_or("-"),
         policy = %trace.policy.unwrap_or("-"),
-        duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+        duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         "http request"
     );
     http.metrics.http_response(response.status().as_u16());
     http.metrics
-        .http_latency(trace.backend.as_deref().unwrap_or("-"), start.elapsed());
+        .http_latency(trace.backend.as_deref().unwrap_or("-"), elapsed);
     Ok(response)
 }
 
 /// Route → policy → auth → backend.
-async fn forward(
-    http: &Http,
+async fn forward<'a>(
+    http: &'a Http,
     conn: &ConnInfo,
     mut request: Request<Incoming>,
-    trace: &mut Trace,
+    trace: &mut Trace<'a>,
 ) -> Result<Response<Body>, HttpError> {
-    let raw_host = request_host(&request)?;
-    let host = routes::normalize_host(&raw_host);
-    trace.host.clone_from(&host);
+    let host_value = request_host(&request)?;
+    trace.host = Some(host_value.clone());
+    let raw_host = host_value
+        .to_str()
+        .map_err(|_| HttpError::BadRequest("invalid host"))?;
+    let host = routes::normalize_host(raw_host);
     let set = http
         .config
         .http_routes
@@ -100,13 +117,13 @@ async fn forward(
     let route = routes::find(set, &host, request.uri().path());
     let routed_to = route.map(|r| r.backend.as_str());
     let (backend, set_headers) = match policy::ask(http, conn, &request, &host, routed_to)? {
-        Answer::FollowRoutes => (routed_to.map(str::to_owned), Vec::new()),
+        Answer::FollowRoutes => (routed_to.map(Cow::Borrowed), Vec::new()),
         Answer::Forward {
             backend,
             set_headers,
         } => {
             trace.policy = Some("forward");
-            (Some(backend), set_headers)
+            (Some(Cow::Owned(backend)), set_headers)
         }
         Answer::Respond(response) => {
             trace.policy = Some("respond");
@@ -114,7 +131,7 @@ async fn forward(
         }
     };
     let backend = backend.ok_or_else(|| HttpError::NoRoute {
-        host: host.clone(),
+        host: host.clone().into_owned(),
         path: request.uri().path().to_owned(),
     })?;
     trace.backend = Some(backend.clone());
@@ -125,7 +142,7 @@ async fn forward(
     let forwarding = Forwarding {
         source: &conn.source_text,
         proto: conn.proto,
-        host: &raw_host,
+        host: &host_value,
         trusted,
     };
 
@@ -161,13 +178,11 @@ async fn forward(
     }
     if !parts.headers.contains_key(header::HOST) {
         // HTTP/2 clients send :authority; HTTP/1.1 backends need Host.
-        let value =
-            HeaderValue::from_str(&raw_host).map_err(|_| HttpError::BadRequest("invalid host"))?;
-        parts.headers.insert(header::HOST, value);
+        parts.headers.insert(header::HOST, host_value.clone());
     }
     let upstream = http
         .upstreams
-        .get(&backend)
+        .get(&*backend)
         .ok_or(HttpError::BadRequest("no such backend"))?;
     let target = stripped.as_deref().unwrap_or(path_and_query);
     let (version, uri) = match upstream.protocol() {
@@ -198,7 +213,7 @@ async fn forward(
     )
     .await
     .map_err(|_| HttpError::Timeout {
-        backend: backend.clone(),
+        backend: backend.to_string(),
     })??;
     let mut response = sent.response;
     debug!(backend = %backend, member = %sent.member, status = response.status().as_u16(), "backend answered");
@@ -216,17 +231,17 @@ async fn forward(
 }
 
 /// The host the client asked for: the URI's authority (HTTP/2, absolute
-/// form), else the `Host` header.
-fn request_host(request: &Request<Incoming>) -> Result<String, HttpError> {
+/// form), else the `Host` header (a shared copy).
+fn request_host(request: &Request<Incoming>) -> Result<HeaderValue, HttpError> {
     if let Some(authority) = request.uri().authority() {
-        return Ok(authority.as_str().to_owned());
+        return HeaderValue::from_str(authority.as_str())
+            .map_err(|_| HttpError::BadRequest("invalid host"));
     }
     request
         .headers()
         .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
         .filter(|h| !h.is_empty())
-        .map(str::to_owned)
+        .cloned()
         .ok_or(HttpError::BadRequest("missing host"))
 }
 

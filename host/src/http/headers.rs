@@ -9,6 +9,7 @@
 //! extended. Used by `http/handler.rs`.
 
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
@@ -36,10 +37,17 @@ pub struct Forwarding<'a> {
     pub source: &'a SourceText,
     /// `https` or `http`.
     pub proto: &'static str,
-    /// The host the client asked for.
-    pub host: &'a str,
+    /// The host the client asked for, as it sent it (a valid string).
+    pub host: &'a HeaderValue,
     /// Whether the peer is a trusted proxy.
     pub trusted: bool,
+}
+
+impl Forwarding<'_> {
+    /// The host as text.
+    pub fn host_str(&self) -> &str {
+        self.host.to_str().unwrap_or_default()
+    }
 }
 
 /// A client address in the two forms the forwarding headers use, made once
@@ -50,6 +58,20 @@ pub struct SourceText {
     xff: HeaderValue,
     /// `Forwarded`'s node (RFC 7239 §6): `203.0.113.7`, `"[2001:db8::1]"`.
     node: String,
+    /// The last `Forwarded` value made for this client from scratch (no
+    /// trusted chain), for the next request naming the same host.
+    last_forwarded: LastForwarded,
+}
+
+/// `(host, proto, Forwarded value)`: a connection's requests nearly always
+/// name the same host, so the value is built once.
+#[derive(Debug, Default)]
+struct LastForwarded(Mutex<Option<(HeaderValue, &'static str, HeaderValue)>>);
+
+impl Clone for LastForwarded {
+    fn clone(&self) -> Self {
+        LastForwarded::default()
+    }
 }
 
 impl SourceText {
@@ -65,6 +87,7 @@ impl SourceText {
             xff: HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
                 .expect("an IP address is a valid header value"),
             node,
+            last_forwarded: LastForwarded::default(),
         }
     }
 }
@@ -72,18 +95,41 @@ impl SourceText {
 /// Removes hop-by-hop headers; when `upgrade` is true, keeps `Upgrade`
 /// and sets `Connection: upgrade`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // No `Connection` header (HTTP/2, most HTTP/1.1 clients): nothing named.
+    // Most requests carry none of them: one pass over the names instead
+    // of a lookup per name.
+    let hop_by_hop = |name: &HeaderName| {
+        name == header::CONNECTION
+            || name == header::TE
+            || name == header::UPGRADE
+            || HOP_BY_HOP.contains(name)
+    };
+    if !upgrade && !headers.keys().any(hop_by_hop) {
+        return;
+    }
+    // Names listed in `Connection`, but for those removed below anyway
+    // (`Connection: keep-alive` and `close` are the usual values).
+    let handled_below = |token: &str| {
+        [
+            "close",
+            "keep-alive",
+            "upgrade",
+            "proxy-connection",
+            "transfer-encoding",
+        ]
+        .iter()
+        .any(|h| token.eq_ignore_ascii_case(h))
+    };
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|token| !handled_below(token))
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in named {
-        if !(upgrade && name == header::UPGRADE) {
-            headers.remove(name);
-        }
+        headers.remove(name);
     }
     headers.remove(header::CONNECTION);
     for name in &HOP_BY_HOP {
@@ -141,15 +187,27 @@ pub fn set_forwarding(headers: &mut HeaderMap, fwd: &Forwarding<'_>) {
         );
     }
     if !(fwd.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        set(headers, &X_FORWARDED_HOST, fwd.host.to_owned());
+        headers.insert(X_FORWARDED_HOST.clone(), fwd.host.clone());
     }
     let previous = fwd
         .trusted
         .then(|| joined(headers, &header::FORWARDED))
         .flatten();
+    let last = &fwd.source.last_forwarded.0;
+    if previous.is_none() {
+        let last = last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((host, proto, value)) = &*last
+            && host == fwd.host
+            && *proto == fwd.proto
+        {
+            headers.insert(header::FORWARDED, value.clone());
+            return;
+        }
+    }
     let mut forwarded = String::with_capacity(
         previous.as_ref().map_or(0, |p| p.len() + 2) + fwd.source.node.len() + fwd.host.len() + 24,
     );
+    let from_scratch = previous.is_none();
     if let Some(previous) = previous {
         forwarded.push_str(&previous);
         forwarded.push_str(", ");
@@ -157,10 +215,21 @@ pub fn set_forwarding(headers: &mut HeaderMap, fwd: &Forwarding<'_>) {
     forwarded.push_str("for=");
     forwarded.push_str(&fwd.source.node);
     forwarded.push_str(";host=");
-    push_quoted_if_needed(&mut forwarded, fwd.host);
+    push_quoted_if_needed(&mut forwarded, fwd.host_str());
     forwarded.push_str(";proto=");
     forwarded.push_str(fwd.proto);
-    set(headers, &header::FORWARDED, forwarded);
+    match HeaderValue::from_maybe_shared(bytes::Bytes::from(forwarded)) {
+        Ok(value) => {
+            if from_scratch {
+                *last.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((fwd.host.clone(), fwd.proto, value.clone()));
+            }
+            headers.insert(header::FORWARDED, value);
+        }
+        Err(_) => {
+            headers.remove(header::FORWARDED);
+        }
+    }
 }
 
 /// Every value of `name` joined with `, `, if there is one.
@@ -265,7 +334,7 @@ mod tests {
         let fwd = Forwarding {
             source: &SourceText::new("203.0.113.7".parse().unwrap()),
             proto: "https",
-            host: "app.example",
+            host: &HeaderValue::from_static("app.example"),
             trusted: false,
         };
         set_forwarding(&mut h, &fwd);
@@ -288,7 +357,7 @@ mod tests {
         let fwd = Forwarding {
             source: &SourceText::new("2001:db8::1".parse().unwrap()),
             proto: "https",
-            host: "app.example:8443",
+            host: &HeaderValue::from_static("app.example:8443"),
             trusted: true,
         };
         set_forwarding(&mut h, &fwd);
@@ -302,12 +371,48 @@ mod tests {
     }
 
     #[test]
+    fn a_connections_forwarded_value_follows_its_host() {
+        let source = SourceText::new("203.0.113.7".parse().unwrap());
+        let forwarded = |host: &'static str, proto: &'static str| {
+            let mut h = HeaderMap::new();
+            let fwd = Forwarding {
+                source: &source,
+                proto,
+                host: &HeaderValue::from_static(host),
+                trusted: false,
+            };
+            set_forwarding(&mut h, &fwd);
+            h["forwarded"].to_str().unwrap().to_owned()
+        };
+        assert_eq!(
+            forwarded("a.example", "https"),
+            "for=203.0.113.7;host=a.example;proto=https"
+        );
+        assert_eq!(
+            forwarded("a.example", "https"),
+            "for=203.0.113.7;host=a.example;proto=https"
+        );
+        assert_eq!(
+            forwarded("b.example", "https"),
+            "for=203.0.113.7;host=b.example;proto=https"
+        );
+        assert_eq!(
+            forwarded("b.example", "http"),
+            "for=203.0.113.7;host=b.example;proto=http"
+        );
+        assert_eq!(
+            forwarded("a.example", "https"),
+            "for=203.0.113.7;host=a.example;proto=https"
+        );
+    }
+
+    #[test]
     fn a_host_that_is_not_a_token_is_quoted_and_escaped() {
         let mut h = HeaderMap::new();
         let fwd = Forwarding {
             source: &SourceText::new("::ffff:10.1.2.3".parse().unwrap()),
             proto: "http",
-            host: "a\"b:80",
+            host: &HeaderValue::from_static("a\"b:80"),
             trusted: false,
         };
         set_forwarding(&mut h, &fwd);

@@ -5,6 +5,8 @@
 //! Also the prefix strip (`strip_prefix`). The routes come from
 //! `config/http.rs`; the request handler is `http/handler.rs`.
 
+use std::borrow::Cow;
+
 use crate::config::{HttpRoute, RouteSet};
 
 /// The first route of `set` matching `host` (lowercase, no port) and
@@ -41,7 +43,7 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 /// The request's host: lowercase, port and trailing dot removed.
-pub fn normalize_host(host: &str) -> String {
+pub fn normalize_host(host: &str) -> Cow<'_, str> {
     let without_port = if host.starts_with('[') {
         // An IPv6 literal: keep the brackets, drop the port.
         host.split_once(']')
@@ -49,7 +51,12 @@ pub fn normalize_host(host: &str) -> String {
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
+    let name = without_port.trim_end_matches('.');
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 /// `path_and_query` with `prefix` removed from the path; the root when

@@ -11,6 +11,7 @@
 //! Everything else (reloads, the admin listener, ACME, health checks, idle
 //! sweeps) stays on the caller's runtime either way.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -21,6 +22,22 @@ use tracing::{error, warn};
 
 use super::Live;
 use super::listener::{self, Serve};
+
+thread_local! {
+    /// This thread's worker number: 1 to `workers` on the worker threads,
+    /// 0 elsewhere.
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The worker thread this code runs on: 1 to `workers`, or 0 off the
+/// worker threads (the main runtime, `workers: 1`). State a connection
+/// keeps for the next one (idle backend connections) is kept per worker:
+/// sockets are registered with their thread's I/O driver, and a socket
+/// used from another thread makes each of its readiness events a
+/// cross-thread wake-up.
+pub fn current() -> usize {
+    WORKER.with(Cell::get)
+}
 
 /// What every accept loop shares.
 #[derive(Clone)]
@@ -69,7 +86,10 @@ pub(super) fn start(
         let exit_rx = exit_rx.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("edge-worker-{index}"))
-            .spawn(move || worker(sockets, &accept_for_thread, accepting_tx, exit_rx));
+            .spawn(move || {
+                WORKER.with(|w| w.set(index + 1));
+                worker(sockets, &accept_for_thread, accepting_tx, exit_rx);
+            });
         match spawned {
             Ok(thread) => workers.threads.push(thread),
             // Its sockets were dropped with it, so closed: the kernel
