@@ -578,7 +578,7 @@ impl Reader {
                     let data = conn.buf.split().freeze();
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Framing::Chunked(state) => match chunk_step(conn, state)? {
+                Framing::Chunked(state) => match chunk_step(&mut conn.buf, state)? {
                     Step::Next(next) => self.framing = next,
                     Step::Data(data, next) => {
                         self.framing = next;
@@ -636,8 +636,7 @@ enum Step {
 }
 
 /// Advances the chunked decoder with what is buffered.
-fn chunk_step(conn: &mut Conn, state: Chunk) -> Result<Step, Error> {
-    let buf = &mut conn.buf;
+fn chunk_step(buf: &mut BytesMut, state: Chunk) -> Result<Step, Error> {
     match state {
         Chunk::Size => {
             let Some(end) = find_crlf(buf) else {

@@ -399,3 +399,128 @@ fn chunk_size_lines() {
         assert!(parse_chunk_size(bad).is_err(), "{bad:?}");
     }
 }
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Runs the chunked decoder over `input` arriving in pieces cut at `cuts`,
+/// as the reader does: step while it can, add the next piece when it asks
+/// for more; running out of input is a close.
+fn decode_in_pieces(input: &[u8], cuts: &[usize]) -> Result<(Vec<u8>, Option<HeaderMap>), Error> {
+    let end = input.len();
+    let mut pieces = cuts
+        .iter()
+        .chain(std::iter::once(&end))
+        .scan(0, |start, &end| {
+            let piece = &input[*start..end];
+            *start = end;
+            Some(piece)
+        });
+    let mut buf = BytesMut::new();
+    let mut state = Framing::Chunked(Chunk::Size);
+    let mut data = Vec::new();
+    let mut trailers = None;
+    loop {
+        let Framing::Chunked(chunk) = state else {
+            return Ok((data, trailers));
+        };
+        match chunk_step(&mut buf, chunk)? {
+            Step::Next(next) => state = next,
+            Step::Data(bytes, next) => {
+                data.extend_from_slice(&bytes);
+                state = next;
+            }
+            Step::Trailers(map) => {
+                trailers = Some(map);
+                state = Framing::Done;
+            }
+            Step::More => match pieces.next() {
+                Some(piece) => buf.extend_from_slice(piece),
+                None => return Err(Error::Closed),
+            },
+        }
+    }
+}
+
+#[test]
+fn chunked_bodies_decode_exactly_however_they_are_cut() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for case in 0..500 {
+        let data: Vec<u8> = (0..rng.below(3000)).map(|_| rng.next() as u8).collect();
+        let mut wire = Vec::new();
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let n = (1 + rng.below(700)).min(rest.len());
+            let extension = if rng.below(4) == 0 { ";a=b" } else { "" };
+            let size = if rng.below(2) == 0 {
+                format!("{n:x}")
+            } else {
+                format!("{n:X}")
+            };
+            wire.extend_from_slice(format!("{size}{extension}\r\n").as_bytes());
+            wire.extend_from_slice(&rest[..n]);
+            wire.extend_from_slice(b"\r\n");
+            rest = &rest[n..];
+        }
+        let with_trailers = rng.below(3) == 0;
+        wire.extend_from_slice(if with_trailers {
+            b"0\r\nx-sum: 1\r\nx-n: 2\r\n\r\n"
+        } else {
+            b"0\r\n\r\n"
+        });
+        let mut cuts: Vec<usize> = (0..rng.below(20)).map(|_| rng.below(wire.len())).collect();
+        cuts.sort_unstable();
+        let (decoded, trailers) = decode_in_pieces(&wire, &cuts)
+            .unwrap_or_else(|e| panic!("case {case}: {e} (cuts {cuts:?})"));
+        assert_eq!(decoded, data, "case {case} (cuts {cuts:?})");
+        assert_eq!(trailers.is_some(), with_trailers, "case {case}");
+        if let Some(trailers) = trailers {
+            assert_eq!(trailers["x-n"], "2");
+        }
+    }
+}
+
+#[test]
+fn damaged_chunked_bodies_end_without_a_panic() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let valid = b"5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nx-a: b\r\n\r\n";
+    let mut errors = 0;
+    for _ in 0..5000 {
+        let mut wire = valid.to_vec();
+        for _ in 0..1 + rng.below(4) {
+            let at = rng.below(wire.len());
+            match rng.below(3) {
+                0 => wire[at] = rng.next() as u8,
+                1 => {
+                    wire.remove(at);
+                }
+                _ => wire.insert(at, rng.next() as u8),
+            }
+        }
+        let cuts: Vec<usize> = {
+            let mut c: Vec<usize> = (0..rng.below(6)).map(|_| rng.below(wire.len())).collect();
+            c.sort_unstable();
+            c
+        };
+        // Any outcome but a panic or a hang; a success never yields more
+        // than the input held.
+        match decode_in_pieces(&wire, &cuts) {
+            Ok((data, _)) => assert!(data.len() <= wire.len()),
+            Err(_) => errors += 1,
+        }
+    }
+    assert!(errors > 0, "damage must be noticed some of the time");
+}
