@@ -16,6 +16,7 @@
 //! - [`metrics`]: the counters, and their Prometheus text format.
 //! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`).
 //! - [`logging`]: `tracing` setup (text or JSON, `RUST_LOG`).
+//! - `sync.rs`: poison-tolerant locking.
 
 #![deny(missing_docs)]
 
@@ -27,5 +28,6 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+mod sync;
 pub mod tls;
 pub mod upstream;

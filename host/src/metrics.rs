@@ -16,6 +16,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::sync::lock;
+
 pub use histogram::{Buckets, Histogram};
 
 /// How a connection ended, for the `closed` counters and the
@@ -346,11 +348,6 @@ impl Metrics {
             shadow_disagreements: load(&self.shadow_disagreements),
         }
     }
-}
-
-/// Locks a metrics mutex; a poisoned one still holds valid counts.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Increments the `active` gauge and returns a guard that decrements it when

@@ -10,6 +10,8 @@ use anyhow::Context;
 use hearth_edge_policy::harness::{self, HarnessError, HelloSpec, Report};
 use hearth_edge_policy::{Limits, LoadError, LogRecord, Policy, Runtime, RuntimeOptions};
 
+use crate::sync::lock;
+
 /// Arguments of `explain`.
 #[derive(Debug, clap::Args)]
 pub struct ExplainArgs {
@@ -115,7 +117,7 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let sink = lines.clone();
     runtime.set_log_sink(Some(Arc::new(move |r: &LogRecord<'_>| {
         let line = format!("{:<5} {}", level_name(r.level), r.message);
-        sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+        lock(&sink).push(line);
     })));
 
     println!("policy:   {}", args.policy.display());
@@ -192,7 +194,7 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let lines = lines.lock().unwrap_or_else(|p| p.into_inner());
+    let lines = lock(&lines);
     if lines.is_empty() {
         println!("policy log: (nothing)");
     } else {

@@ -22,6 +22,7 @@ use crate::admin::{self, AdminState, Health};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::proxy::{Decide, Edge, Reloader};
+use crate::sync::lock;
 use crate::tls::acme::Acme;
 use crate::tls::local_ca::{self, LocalCa};
 use crate::tls::reload::FileCerts;
@@ -436,11 +437,6 @@ async fn second_signal() {
 
 /// The tick of the (disabled) watch timer when nothing is watched.
 const UNWATCHED_TICK: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// Locks a mutex whose data stays valid if a holder panicked.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Reloads on SIGHUP (and on changed files, with `reload.watch_interval`)
 /// until SIGTERM or Ctrl-C; then marks the edge not ready and returns,

@@ -86,24 +86,12 @@ impl http_body::Body for Body {
             }
             Body::Upstream { inner, guard } => {
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
-                match &polled {
-                    // Ended cleanly (servers stop polling once
-                    // `is_end_stream` says so, often right after the last
-                    // chunk): the connection may serve the next request.
-                    Poll::Ready(None) => {
-                        if let Some(guard) = guard.take() {
-                            guard.finished();
-                        }
-                    }
-                    Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => {
-                        if let Some(guard) = guard.take() {
-                            guard.finished();
-                        }
-                    }
-                    Poll::Ready(Some(Err(_))) => {
-                        guard.take();
-                    }
-                    _ => {}
+                // The request's hold on the member ends with the body
+                // (servers stop polling once `is_end_stream` says so, often
+                // right after the last chunk) or with its error; the shared
+                // h2c connection stays in the idle list either way.
+                if matches!(polled, Poll::Ready(None | Some(Err(_)))) || inner.is_end_stream() {
+                    guard.take();
                 }
                 polled.map_err(Into::into)
             }

@@ -33,6 +33,7 @@ use super::body::{Body, BoxError};
 use super::error::HttpError;
 use super::h1;
 use crate::config::UpstreamProtocol;
+use crate::sync::lock;
 use crate::upstream::{Lease, Member, Pool};
 
 /// Idle HTTP/1.1 connections kept per member. It must cover the requests a
@@ -369,10 +370,6 @@ impl Upstream {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Sweeps `upstream`'s idle connections until it is dropped (a reload
 /// replaced its generation).
 async fn sweep_idle(upstream: Weak<Upstream>) {
@@ -398,9 +395,6 @@ impl Return {
             self.upstream.put_idle(member, conn);
         }
     }
-
-    /// The answer ended (h2c: the shared connection stays in the list).
-    pub fn finished(self) {}
 }
 
 /// Whether an answer counts toward ejecting the member that gave it: 502,

@@ -14,6 +14,8 @@ use std::sync::Mutex;
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
+use crate::sync::lock;
+
 /// `X-Forwarded-For`.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`.
@@ -195,7 +197,7 @@ pub fn set_forwarding(headers: &mut HeaderMap, fwd: &Forwarding<'_>) {
         .flatten();
     let last = &fwd.source.last_forwarded.0;
     if previous.is_none() {
-        let last = last.lock().unwrap_or_else(|p| p.into_inner());
+        let last = lock(last);
         if let Some((host, proto, value)) = &*last
             && host == fwd.host
             && *proto == fwd.proto
@@ -221,8 +223,7 @@ pub fn set_forwarding(headers: &mut HeaderMap, fwd: &Forwarding<'_>) {
     match HeaderValue::from_maybe_shared(bytes::Bytes::from(forwarded)) {
         Ok(value) => {
             if from_scratch {
-                *last.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((fwd.host.clone(), fwd.proto, value.clone()));
+                *lock(last) = Some((fwd.host.clone(), fwd.proto, value.clone()));
             }
             headers.insert(header::FORWARDED, value);
         }
