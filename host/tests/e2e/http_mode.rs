@@ -721,3 +721,86 @@ fn an_h2c_backend_gets_http2_over_cleartext() {
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines, ["HTTP/2.0 /svc?q=1 https"; 2], "{log}");
 }
+
+/// A backend that answers every request head with `answer` and closes.
+fn raw_backend(answer: Vec<u8>) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = stream.write_all(&answer);
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_backend_answering_garbage_costs_its_request_only() {
+    let mut huge = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 70_000));
+    huge.extend_from_slice(b"\r\n\r\n");
+    let garbage = raw_backend(b"SMTP ready\r\n\r\n".to_vec());
+    let oversized = raw_backend(huge);
+    // Chunked, so the client could not tell a cut from an end by itself.
+    let short = raw_backend(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nonly this\r\n".to_vec(),
+    );
+    let front = HttpEcho::start("front");
+    let edge = http_builder(
+        &[
+            ("garbage", addr_yaml(garbage)),
+            ("oversized", addr_yaml(oversized)),
+            ("short", addr_yaml(short)),
+            ("front", addr_yaml(front.addr)),
+        ],
+        "    routes:\n\
+         \x20     - { path_prefix: /garbage, backend: garbage }\n\
+         \x20     - { path_prefix: /oversized, backend: oversized }\n\
+         \x20     - { path_prefix: /short, backend: short }\n\
+         \x20     - { backend: front }\n",
+    )
+    .admin()
+    .start();
+
+    // A head that is not HTTP, or longer than 64 KiB: 502, with the reason
+    // in the log.
+    for (path, reason) in [
+        ("/garbage", "invalid head"),
+        ("/oversized", "head too large"),
+    ] {
+        let out = curl_edge(edge.addr, APEX_NAME, path, &["--http1.1"]);
+        assert!(
+            out.stderr.contains("< HTTP/1.1 502"),
+            "{path}: {}",
+            out.stderr
+        );
+        edge.expect_log(&["http request failed", reason], STEP_TIMEOUT);
+    }
+    // A body cut short of its length: the client's transfer fails (the
+    // connection is closed after what had come, or before the head went
+    // out when the cut came first: curl exit 18 or 52), never a short body
+    // passed off as whole.
+    let out = curl_edge(edge.addr, APEX_NAME, "/short", &["--http1.1"]);
+    assert!(
+        matches!(out.status.code(), Some(18 | 52)),
+        "{:?}\n{}",
+        out.status,
+        out.stderr
+    );
+
+    // The edge and its other routes are unaffected.
+    let out = curl_edge(edge.addr, APEX_NAME, "/fine", &["--http1.1"]);
+    assert!(out.stderr.contains("< HTTP/1.1 200"), "{}", out.stderr);
+    assert_eq!(out.stdout.lines().next(), Some("front GET /fine"));
+    assert_eq!(
+        edge.metric("hearth_edge_http_responses_total{code=\"502\"}"),
+        Some(2.0)
+    );
+}
