@@ -10,6 +10,7 @@
 //! through the same path. The format is described in the README.
 
 mod duration;
+mod field;
 mod http;
 mod locate;
 mod raw;
@@ -29,7 +30,7 @@ pub use http::{
 pub use raw::LogFormat;
 pub use values::BackendAddr;
 
-use crate::tls::files::LoadedCertificate;
+use crate::pem::LoadedCertificate;
 use locate::{Locations, Position};
 
 /// A validated configuration. Immutable once built.
@@ -123,8 +124,6 @@ pub struct ConnLimits {
 pub struct Backend {
     /// Its name in `backends:`.
     pub name: String,
-    /// Where it is dialled: the first of `addrs`.
-    pub addr: BackendAddr,
     /// Every address of its pool (one for a plain `addr`).
     pub addrs: Vec<BackendAddr>,
     /// How the pool's members are picked, checked and ejected.
@@ -382,12 +381,28 @@ impl Config {
         let cx = validate::Context {
             base_dir,
             policy_override: policy,
-            default_data_dir: crate::tls::local_ca::default_dir(),
+            default_data_dir: default_data_dir(),
         };
         validate::validate(raw, &cx)
             .map_err(|e| invalid(locations.find(&e.path), e.path, e.message))
     }
 }
+
+/// Where the edge keeps its own files (the local CA) unless told:
+/// `$XDG_DATA_HOME/hearth-wasm-edge`, else
+/// `~/.local/share/hearth-wasm-edge`.
+pub fn default_data_dir() -> Option<PathBuf> {
+    let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".local/share")
+        }
+    };
+    Some(base.join(DATA_DIR_NAME))
+}
+
+/// The directory name under the data home.
+const DATA_DIR_NAME: &str = "hearth-wasm-edge";
 
 /// serde_yaml's message without its trailing ` at line L column C`, which
 /// the error repeats in its own `file:line:column` prefix.
@@ -526,7 +541,7 @@ mod tests {
         assert_eq!(turn.alpn, ["http/1.1"]);
         assert_eq!(config.backends["livekit"].alpn, ["h2", "http/1.1"]);
         assert_eq!(
-            config.backends["pocketbase"].addr.to_string(),
+            config.backends["pocketbase"].addrs[0].to_string(),
             "localhost:8090"
         );
         assert_eq!(config.tls.certificates.len(), 2);

@@ -4,7 +4,8 @@
 //! silent close).
 //!
 //! Produced and reported by `proxy/conn.rs`; relay errors after a route is
-//! established are not errors of the connection (`proxy/copy.rs`).
+//! established are not errors of the connection (`io/copy.rs`). The HTTP
+//! mode's per-request failures are `http/error.rs`, with the same sides.
 
 use std::io;
 use std::time::Duration;
@@ -23,6 +24,21 @@ pub enum Side {
     Policy,
     /// The edge itself: a bug or missing setup.
     Internal,
+}
+
+impl Side {
+    /// Every side, in label order.
+    pub const ALL: [Side; 4] = [Side::Client, Side::Backend, Side::Policy, Side::Internal];
+
+    /// The label used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Backend => "backend",
+            Side::Policy => "policy",
+            Side::Internal => "internal",
+        }
+    }
 }
 
 /// Handling a connection failed before a route was established.
@@ -69,6 +85,10 @@ pub enum ConnError {
     /// The edge has no TLS setup for the chosen backend (a bug).
     #[error("no tls configuration for backend {0}")]
     NoTlsConfig(String),
+    /// The edge has no pool for the chosen backend (a bug: every
+    /// configured backend gets one).
+    #[error("no pool for backend {0}")]
+    NoPool(String),
 }
 
 impl ConnError {
@@ -84,7 +104,7 @@ impl ConnError {
                 Side::Backend
             }
             ConnError::Policy(_) => Side::Policy,
-            ConnError::NoTlsConfig(_) => Side::Internal,
+            ConnError::NoTlsConfig(_) | ConnError::NoPool(_) => Side::Internal,
         }
     }
 

@@ -15,8 +15,8 @@
 //! - `http/error.rs`: failures and the answers they become.
 //!
 //! The connection reaches [`serve`] from `proxy/conn.rs` (after the TLS
-//! handshake) or `proxy/listener.rs` (plain listeners); backends' pools are
-//! `upstream.rs`.
+//! handshake) or `proxy/plain.rs` (plain listeners); backends' pools are
+//! `upstream.rs`, the policy seam `decide.rs`, byte counts `io.rs`.
 
 mod body;
 mod client;
@@ -29,23 +29,19 @@ mod policy;
 mod routes;
 
 use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use error::HttpError;
 
 use crate::config::Config;
+use crate::decide::Decide;
 use crate::metrics::Metrics;
-use crate::proxy::Decide;
 use crate::upstream::Upstreams;
 use client::Upstream;
 
@@ -91,21 +87,6 @@ impl ConnInfo {
             source_text: headers::SourceText::new(source.ip()),
         }
     }
-}
-
-/// Bytes a served connection moved.
-#[derive(Debug, Default)]
-pub struct Counts {
-    /// Read from the client.
-    pub up: AtomicU64,
-    /// Written to the client.
-    pub down: AtomicU64,
-}
-
-/// A stream that counts what passes, into a shared [`Counts`].
-pub struct Counting<S> {
-    inner: S,
-    counts: Arc<Counts>,
 }
 
 // === impl Http ===
@@ -169,66 +150,5 @@ where
             .serve_connection(io, service)
             .with_upgrades()
             .await
-    }
-}
-
-// === impl Counting ===
-
-impl<S> Counting<S> {
-    /// Counts `inner`'s traffic into `counts`.
-    pub fn new(inner: S, counts: Arc<Counts>) -> Counting<S> {
-        Counting { inner, counts }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Counting<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let read = buf.filled().len() - before;
-        self.counts.up.fetch_add(read as u64, Ordering::Relaxed);
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &polled {
-            self.counts.down.fetch_add(*n as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = &polled {
-            self.counts.down.fetch_add(*n as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

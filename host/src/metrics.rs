@@ -5,8 +5,9 @@
 //! them through [`Metrics::snapshot`].
 //!
 //! Written by `proxy/listener.rs` (accepts, limit hits), `proxy/conn.rs`
-//! (everything per connection), `proxy/shadow.rs` (shadow comparisons) and
-//! `cli/serve.rs` (reloads).
+//! and `proxy/plain.rs` (everything per connection), `decide.rs` (policy
+//! calls), `http/handler.rs` (per request), `proxy/shadow.rs` (shadow
+//! comparisons) and `cli/serve.rs` (reloads).
 
 pub mod histogram;
 pub mod prometheus;
@@ -16,6 +17,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::error::Side;
 use crate::sync::lock;
 
 pub use histogram::{Buckets, Histogram};
@@ -34,6 +36,8 @@ pub enum Outcome {
     Error,
     /// An ACME TLS-ALPN-01 validation answered by the edge itself.
     Acme,
+    /// Served as plain HTTP on a `plain_listen` listener.
+    PlainHttp,
 }
 
 /// Distinct labels kept per labelled counter; further labels count under
@@ -51,7 +55,7 @@ pub struct Metrics {
     pub active: AtomicU64,
     /// Connections closed on accept because `max_concurrent_conns` was reached.
     pub limit_rejected: AtomicU64,
-    closed: [AtomicU64; 5],
+    closed: [AtomicU64; 6],
     /// Backend dials that failed or timed out (all backends).
     pub dial_failures: AtomicU64,
     /// TLS handshakes (terminate) that failed or timed out.
@@ -98,6 +102,9 @@ pub struct Metrics {
     pub cert_reload_failures: AtomicU64,
     /// Responses of the HTTP listener by status code.
     http_responses: StatusCounts,
+    /// Failed HTTP-mode requests by the side that caused them
+    /// (`Side as usize`).
+    http_errors: [AtomicU64; Side::ALL.len()],
 }
 
 /// A point-in-time copy of every counter.
@@ -160,13 +167,13 @@ const DECISION_SECONDS: &[f64] = &[
 const HELLO_BYTES: &[f64] = &[
     256.0, 512.0, 1024.0, 1536.0, 2048.0, 4096.0, 8192.0, 16384.0, 65536.0,
 ];
-/// Buckets of the backend dial latency, in seconds: loopback is ~0.1 ms,
-/// the default dial timeout 5 s.
 /// Buckets of HTTP answer times, in seconds: from a cached page (~1 ms) to
 /// a slow API call or a long poll.
 const HTTP_SECONDS: &[f64] = &[
     0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+/// Buckets of the backend dial latency, in seconds: loopback is ~0.1 ms,
+/// the default dial timeout 5 s.
 const DIAL_SECONDS: &[f64] = &[
     0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
@@ -174,12 +181,13 @@ const DIAL_SECONDS: &[f64] = &[
 // === impl Outcome ===
 
 impl Outcome {
-    const ALL: [Outcome; 5] = [
+    const ALL: [Outcome; 6] = [
         Outcome::Passthrough,
         Outcome::Terminate,
         Outcome::Reject,
         Outcome::Error,
         Outcome::Acme,
+        Outcome::PlainHttp,
     ];
 
     /// The label used in logs and metrics.
@@ -190,6 +198,7 @@ impl Outcome {
             Outcome::Reject => "reject",
             Outcome::Error => "error",
             Outcome::Acme => "acme",
+            Outcome::PlainHttp => "plain_http",
         }
     }
 }
@@ -229,6 +238,7 @@ impl Default for Metrics {
             cert_reloads: AtomicU64::new(0),
             cert_reload_failures: AtomicU64::new(0),
             http_responses: StatusCounts::default(),
+            http_errors: Default::default(),
         }
     }
 }
@@ -260,6 +270,21 @@ impl Metrics {
     /// Responses of the HTTP listener and the HTTP mode by status code.
     pub fn http_responses(&self) -> BTreeMap<String, u64> {
         self.http_responses.snapshot()
+    }
+
+    /// Counts a failed HTTP-mode request by the side that caused it.
+    pub fn http_error(&self, side: Side) {
+        self.http_errors[side as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failed HTTP-mode requests by side.
+    pub fn http_errors(&self) -> impl Iterator<Item = (Side, u64)> + '_ {
+        Side::ALL.into_iter().map(|side| {
+            (
+                side,
+                self.http_errors[side as usize].load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// Counts a policy failure.

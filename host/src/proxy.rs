@@ -1,14 +1,19 @@
 //! The data path: accept → read ClientHello → policy → passthrough /
-//! terminate / reject.
+//! terminate / HTTP / reject.
 //!
 //! - `proxy/listener.rs`: sockets, the accept loop, the connection limit.
-//! - `proxy/conn.rs`: one connection, top to bottom (start reading here).
-//! - `proxy/passthrough.rs`, `proxy/terminate.rs`, `proxy/reject.rs`: the
-//!   three routes.
+//! - `proxy/workers.rs`: the worker threads the accept loops run on.
+//! - `proxy/conn.rs`: one TLS connection, top to bottom (start reading here).
+//! - `proxy/relay.rs`: passthrough and terminate relays to a backend.
+//! - `proxy/reject.rs`: TLS alerts for refused connections.
 //! - `proxy/proxy_protocol.rs`: PROXY v2 headers.
-//! - `proxy/copy.rs`: the two-way relay with half-close and idle timeout.
 //! - `proxy/shadow.rs`: the shadow policy, compared off the critical path.
+//! - `proxy/plain.rs`: `plain_listen` connections (plain HTTP).
 //! - `proxy/redirect.rs`: `http_listen` (ACME HTTP-01, 301 to https).
+//!
+//! Below this module and shared with the HTTP mode (`http.rs`): the policy
+//! seam (`decide.rs`), byte plumbing (`io.rs`), pools (`upstream.rs`), the
+//! TLS handshake (`tls/handshake.rs`) and the worker identity (`worker.rs`).
 //!
 //! [`Edge`] ties them together: the state connections read is one
 //! [`Shared`] generation, which [`Reloader::swap`] replaces whole; each
@@ -17,14 +22,13 @@
 //! `metrics.rs`, certificates in `tls.rs`.
 
 mod conn;
-pub(crate) mod copy;
 mod listener;
-mod passthrough;
+mod plain;
 pub mod proxy_protocol;
 mod redirect;
 pub mod reject;
+mod relay;
 mod shadow;
-pub(crate) mod terminate;
 mod workers;
 
 use std::collections::HashMap;
@@ -33,71 +37,20 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use hearth_edge_policy::{ClientHello, Decision, HttpDecision, HttpRequest, Policy, PolicyError};
 use rustls::ServerConfig;
 use tokio::sync::{Semaphore, watch};
 use tracing::{info, warn};
 
-pub use copy::RELAY_BUFFER_BYTES;
 use listener::Serve;
 pub use listener::bind as bind_listener;
-pub(crate) use workers::current as current_worker;
 
 use crate::config::Config;
+pub use crate::decide::Decide;
 use crate::http::Http;
 use crate::metrics::Metrics;
+use crate::sync::{read, write};
 use crate::tls::{self, CertSource, Challenges};
 use crate::upstream::Upstreams;
-
-/// Something that decides what happens to a connection: the wasm policy, or
-/// a plain function in tests.
-pub trait Decide: Send + Sync + 'static {
-    /// The decision for one ClientHello.
-    fn decide(&self, hello: &ClientHello) -> Result<Decision, PolicyError>;
-
-    /// A name for logs.
-    fn name(&self) -> &str {
-        "policy"
-    }
-
-    /// Whether [`Decide::on_request`] has anything to say: the HTTP mode
-    /// only asks when it does.
-    fn handles_requests(&self) -> bool {
-        false
-    }
-
-    /// The decision for one request of the HTTP mode.
-    fn on_request(&self, _request: &HttpRequest) -> Result<HttpDecision, PolicyError> {
-        Ok(HttpDecision::FollowRoutes)
-    }
-}
-
-impl Decide for Policy {
-    fn decide(&self, hello: &ClientHello) -> Result<Decision, PolicyError> {
-        Policy::decide(self, hello)
-    }
-
-    fn name(&self) -> &str {
-        Policy::name(self)
-    }
-
-    fn handles_requests(&self) -> bool {
-        Policy::handles_requests(self)
-    }
-
-    fn on_request(&self, request: &HttpRequest) -> Result<HttpDecision, PolicyError> {
-        Policy::on_request(self, request)
-    }
-}
-
-impl<F> Decide for F
-where
-    F: Fn(&ClientHello) -> Result<Decision, PolicyError> + Send + Sync + 'static,
-{
-    fn decide(&self, hello: &ClientHello) -> Result<Decision, PolicyError> {
-        self(hello)
-    }
-}
 
 /// State every connection reads: one generation of config and policies.
 pub(crate) struct Shared {
@@ -184,22 +137,12 @@ impl Edge {
         policy: Arc<dyn Decide>,
         certs: Arc<dyn CertSource>,
     ) -> Result<Edge, StartError> {
-        Edge::bind_with_shadow(config, policy, None, certs)
-    }
-
-    /// [`Edge::bind`] with a shadow policy compared against `policy`.
-    pub fn bind_with_shadow(
-        config: Arc<Config>,
-        policy: Arc<dyn Decide>,
-        shadow: Option<Arc<dyn Decide>>,
-        certs: Arc<dyn CertSource>,
-    ) -> Result<Edge, StartError> {
         let metrics = Arc::new(Metrics::default());
-        Edge::bind_full(config, policy, shadow, certs, None, metrics)
+        Edge::bind_full(config, policy, None, certs, None, metrics)
     }
 
-    /// [`Edge::bind_with_shadow`], with the ACME validations to answer
-    /// (`challenges`) and the counters to use.
+    /// [`Edge::bind`] with a shadow policy compared against `policy`, the
+    /// ACME validations to answer (`challenges`) and the counters to use.
     pub fn bind_full(
         config: Arc<Config>,
         policy: Arc<dyn Decide>,
@@ -407,10 +350,7 @@ impl Shared {
 
 /// The generation new connections get.
 fn current(live: &Live) -> Arc<Shared> {
-    match live.read() {
-        Ok(guard) => guard.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    }
+    read(live).clone()
 }
 
 // === impl Reloader ===
@@ -436,10 +376,7 @@ impl Reloader {
             self.metrics.clone(),
             self.fixed.clone(),
         )?);
-        match self.live.write() {
-            Ok(mut guard) => *guard = next,
-            Err(poisoned) => *poisoned.into_inner() = next,
-        }
+        *write(&self.live) = next;
         Ok(())
     }
 

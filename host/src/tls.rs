@@ -3,20 +3,19 @@
 //! - `tls/store.rs`: [`CertStore`] (certificates by name, exact and `*.`
 //!   wildcard, swapped atomically), the [`CertSource`] seam and the rustls
 //!   resolver over it.
-//! - `tls/files.rs`: PEM certificate + key files from the config.
+//! - `pem.rs` (below `config` and `tls`): PEM certificate + key files.
 //! - `tls/local_ca.rs`: the self-signed local CA of the embedded profile.
 //! - `tls/expiry.rs`: a certificate's `notAfter`, for the expiry metric.
 //! - `tls/reload.rs`: watches the certificate files and swaps changed ones in.
 //! - `tls/acme.rs`: ACME certificates for `tls.names`, and the answers to
 //!   the CA's validations.
 //! - `tls/export.rs`: ACME certificates written to files, and `on_renew`.
-//!
-//! The handshake itself runs in `proxy/terminate.rs`.
+//! - `tls/handshake.rs`: the handshake with a client, for every mode.
 
 pub mod acme;
 pub mod expiry;
 pub mod export;
-pub mod files;
+pub mod handshake;
 pub mod local_ca;
 pub mod reload;
 pub mod store;
@@ -25,18 +24,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
-use rustls::crypto::CryptoProvider;
 
 pub use acme::Challenges;
 pub use store::{CertSource, CertStore, Layered, Resolver};
 
 use crate::config::Config;
 
-/// The crypto provider used everywhere: ring, with its default (safe)
-/// cipher suites and key exchange groups.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+pub use crate::pem::provider;
 
 /// One rustls server config per backend and per HTTP route set: they differ
 /// only in the ALPN they offer, and share the certificate source.

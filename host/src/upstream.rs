@@ -6,9 +6,11 @@
 //! `eject.cooldown`). When every member is down, all are tried anyway: a
 //! pool never refuses on stale health alone.
 //!
-//! Used by passthrough and terminate dialing (`proxy/conn.rs`, through
-//! [`Pool::connect`]) and by the HTTP mode (`http/client.rs`, through
-//! [`Pool::pick`] and [`Pool::dial`]). Settings come from `config/http.rs`.
+//! Every mode picks, dials and retries through one loop,
+//! [`Pool::try_members`]: passthrough and terminate relays through
+//! [`Pool::connect`] (`proxy/relay.rs`), the HTTP mode with its own
+//! attempt per member (`http/client.rs`). Settings come from
+//! `config/http.rs`.
 
 mod health;
 
@@ -25,6 +27,7 @@ use tracing::{info, warn};
 
 use crate::config::{Backend, BackendAddr, Balance, Config, PoolSettings};
 use crate::error::ConnError;
+use crate::sync::{read, write};
 
 /// Every backend's pool, by backend name.
 #[derive(Debug, Default)]
@@ -55,6 +58,18 @@ pub struct Member {
     /// Milliseconds since the pool's epoch until which it is ejected.
     ejected_until_ms: AtomicU64,
     healthy: AtomicBool,
+}
+
+/// How one attempt of [`Pool::try_members`] on one member ended; `R` is
+/// what the attempt was given (a request), handed back when unused.
+pub enum Step<R, T, E> {
+    /// Finished, well or not: the loop returns this.
+    Done(Result<T, E>),
+    /// The member could not be dialled; `R` was not sent.
+    DialFailed(E, R),
+    /// A reused connection turned out closed before `R` was sent: try
+    /// again.
+    Again(R),
 }
 
 /// A member in use: counted in flight until dropped.
@@ -159,10 +174,7 @@ impl Pool {
 
     /// The current members.
     pub fn members(&self) -> Arc<Vec<Arc<Member>>> {
-        match self.members.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        read(&self.members).clone()
     }
 
     /// Looks every configured address up again. Members whose address is
@@ -197,10 +209,7 @@ impl Pool {
                 fresh.push(member);
             }
         }
-        match self.members.write() {
-            Ok(mut guard) => *guard = Arc::new(fresh),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(fresh),
-        }
+        *write(&self.members) = Arc::new(fresh);
     }
 
     /// Picks a member not in `tried`: an available one (healthy, not
@@ -286,23 +295,57 @@ impl Pool {
     /// Picks and dials, trying the next member when a connect fails (nothing
     /// has been sent yet), until one connects or every member was tried.
     pub async fn connect(&self, timeout: Duration) -> Result<(TcpStream, Lease), ConnError> {
-        let mut tried = Vec::new();
-        let mut last = None;
+        self.try_members(true, (), |member, lease, ()| async move {
+            match self.dial(&member, timeout).await {
+                Ok(stream) => Step::Done(Ok((stream, lease))),
+                Err(error) => Step::DialFailed(error, ()),
+            }
+        })
+        .await
+    }
+
+    /// The one pick → dial → retry loop of every mode: picks a member,
+    /// leases it and hands it to `attempt` with `input`, until an attempt
+    /// is [`Step::Done`]. A member that could not be dialled is logged and,
+    /// when `retry` (nothing was sent), left out of the next picks; an
+    /// attempt that gave `input` back unsent ([`Step::Again`]) is tried
+    /// again. Ends with the last dial error once every member was tried,
+    /// or the pool's "no address resolved" when there was none.
+    pub async fn try_members<R, T, E, F, Fut>(
+        &self,
+        retry: bool,
+        input: R,
+        mut attempt: F,
+    ) -> Result<T, E>
+    where
+        E: std::fmt::Display + From<ConnError>,
+        F: FnMut(Arc<Member>, Lease, R) -> Fut,
+        Fut: std::future::Future<Output = Step<R, T, E>>,
+    {
         if self.members().is_empty() {
             self.resolve().await;
         }
+        let mut input = input;
+        // Members whose dial failed (allocated only then).
+        let mut tried = Vec::new();
+        let mut last = None;
         while let Some(member) = self.pick(&tried) {
-            tried.push(member.addr);
             let lease = Lease::new(member.clone());
-            match self.dial(&member, timeout).await {
-                Ok(stream) => return Ok((stream, lease)),
-                Err(error) => {
+            match attempt(member.clone(), lease, input).await {
+                Step::Done(result) => return result,
+                Step::Again(unsent) => input = unsent,
+                Step::DialFailed(error, unsent) => {
                     warn!(backend = %self.name, member = %member.addr, error = %error, "backend member dial failed");
                     last = Some(error);
+                    if !retry {
+                        break;
+                    }
+                    tried.push(member.addr);
+                    input = unsent;
                 }
             }
         }
-        Err(last.unwrap_or_else(|| self.unresolved()))
+        Err(last.unwrap_or_else(|| self.unresolved().into()))
     }
 
     /// The error for a pool with no member.

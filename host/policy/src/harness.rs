@@ -3,19 +3,21 @@
 //! and by policy crates' own `cargo test` through [`run_file`].
 //!
 //! - [`cases`]: the case file format and its strict parser.
-//! - [`config`]: YAML policy config → `init`'s key/value list ([`config_map`]),
-//!   shared with the edge config.
+//!
+//! A policy's config (`crate::config`) and the words decisions are shown
+//! in (`crate::describe`) are shared with the edge and re-exported here.
 
 pub mod cases;
-pub mod config;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use self::cases::{Case, CaseFile, Expect, HelloSpec, ParseError, RequestSpec};
-pub use self::config::{ConfigError, config_map, config_pairs};
-use crate::{Alert, Decision, HttpDecision, Limits, LoadError, Policy, ProxyProtocol, Runtime};
+pub use crate::config::{ConfigError, config_map, config_pairs};
+use crate::describe::describe_headers;
+pub use crate::describe::{alert_name, describe, describe_request, proxy_name};
+use crate::{Decision, HttpDecision, Limits, LoadError, Policy, ProxyProtocol, Runtime};
 
 /// Case files could not be run at all.
 #[derive(Debug, thiserror::Error)]
@@ -265,28 +267,6 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// A decision in the case file's words, e.g. `passthrough turn (proxy_protocol
-/// backend-default)` or `reject unknown-sni (alert unrecognized-name)`.
-pub fn describe(decision: &Decision) -> String {
-    match decision {
-        Decision::Passthrough(r) => {
-            format!(
-                "passthrough {} (proxy_protocol {})",
-                r.backend,
-                proxy_name(r.proxy_protocol)
-            )
-        }
-        Decision::Terminate(r) => {
-            format!(
-                "terminate {} (proxy_protocol {})",
-                r.backend,
-                proxy_name(r.proxy_protocol)
-            )
-        }
-        Decision::Reject(r) => format!("reject {} (alert {})", r.reason, alert_name(r.alert)),
-    }
-}
-
 /// Whether every `(name, value)` of `want` is in `got` (names compared
 /// case-insensitively).
 fn has_headers(got: &[(String, String)], want: &[(String, String)]) -> bool {
@@ -294,33 +274,6 @@ fn has_headers(got: &[(String, String)], want: &[(String, String)]) -> bool {
         got.iter()
             .any(|(n, v)| n.eq_ignore_ascii_case(name) && v == value)
     })
-}
-
-/// Headers as `{a: 1, b: 2}`, or nothing when empty.
-fn describe_headers(headers: &[(String, String)]) -> String {
-    if headers.is_empty() {
-        return String::new();
-    }
-    let list: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {v:?}")).collect();
-    format!(" (headers {{{}}})", list.join(", "))
-}
-
-/// An `on-request` answer in the case file's words, e.g. `forward web
-/// (headers {x-canary: "1"})` or `respond 403 (body "forbidden\n")`.
-pub fn describe_request(decision: &HttpDecision) -> String {
-    match decision {
-        HttpDecision::FollowRoutes => "follow_routes".into(),
-        HttpDecision::Forward(f) => {
-            format!("forward {}{}", f.backend, describe_headers(&f.set_headers))
-        }
-        HttpDecision::Redirect(r) => format!("redirect {} (status {})", r.location, r.status),
-        HttpDecision::Respond(r) => format!(
-            "respond {} (body {:?}){}",
-            r.status,
-            r.body,
-            describe_headers(&r.headers)
-        ),
-    }
 }
 
 fn describe_expect(e: &Expect) -> String {
@@ -366,27 +319,6 @@ fn describe_expect(e: &Expect) -> String {
     }
 }
 
-/// The case-file spelling of a PROXY protocol choice.
-pub fn proxy_name(p: ProxyProtocol) -> &'static str {
-    match p {
-        ProxyProtocol::BackendDefault => "backend-default",
-        ProxyProtocol::Off => "off",
-        ProxyProtocol::V2 => "v2",
-    }
-}
-
-/// The case-file spelling of an alert.
-pub fn alert_name(a: Alert) -> &'static str {
-    match a {
-        Alert::UnrecognizedName => "unrecognized-name",
-        Alert::AccessDenied => "access-denied",
-        Alert::HandshakeFailure => "handshake-failure",
-        Alert::ProtocolVersion => "protocol-version",
-        Alert::InternalError => "internal-error",
-        Alert::Close => "close",
-    }
-}
-
 fn location(e: &ParseError) -> String {
     match (e.line, e.column) {
         (Some(l), Some(c)) => format!(":{l}:{c}"),
@@ -426,7 +358,7 @@ mod tests {
 
     #[test]
     fn outcomes_match_only_what_is_expected() {
-        use crate::{Rejection, Route};
+        use crate::{Alert, Rejection, Route};
         let pass = Outcome::Decision(Decision::Passthrough(Route {
             backend: "turn".into(),
             proxy_protocol: ProxyProtocol::V2,

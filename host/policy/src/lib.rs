@@ -13,6 +13,8 @@
 //! - `instance`: one store + instance; deadlines, memory cap, error mapping.
 //! - `host_api`: what a policy may call (`log`, `now-ms`, `take-token`).
 //! - `wasi`: the empty WASI context and captured stdout/stderr.
+//! - [`config`]: a policy's `init` config from YAML or `key=value` pairs.
+//! - [`describe`]: decisions and alert names in words, for every reader.
 //! - [`guests`]: where the test guests and shipped policies are built.
 //! - [`harness`]: test cases for a policy (`hearth-wasm-edge test`, `explain`).
 //!
@@ -47,6 +49,8 @@
 #![deny(missing_docs)]
 
 pub mod bindings;
+pub mod config;
+pub mod describe;
 pub mod guests;
 pub mod harness;
 

@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{Decide, Edge, Reloader};
 use crate::sync::lock;
 use crate::tls::acme::Acme;
-use crate::tls::local_ca::{self, LocalCa};
+use crate::tls::local_ca::LocalCa;
 use crate::tls::reload::FileCerts;
 use crate::tls::{CertSource, CertStore, Challenges, Layered};
 
@@ -109,7 +109,7 @@ fn default_policy() -> anyhow::Result<PathBuf> {
         !EMBEDDED_POLICY.is_empty(),
         "no {DEFAULT_POLICY_PATH} here and none built in: pass --policy FILE"
     );
-    let dir = local_ca::default_dir()
+    let dir = crate::config::default_data_dir()
         .context("no data directory (set XDG_DATA_HOME or HOME), pass --policy FILE")?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(EMBEDDED_POLICY_FILE);

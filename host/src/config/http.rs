@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::duration::ConfigDuration;
-use super::validate::FieldError;
+use super::field::{FieldError, fail, nonzero};
 use super::values::{Alpn, BackendAddr, BackendName, Hostname, ListenAddr};
 
 /// ALPN a route set offers when it lists none: HTTP/2 first, then HTTP/1.1.
@@ -85,7 +85,7 @@ pub struct RawPoolFields {
     /// Several addresses instead of `addr`.
     pub addrs: Option<Vec<BackendAddr>>,
     /// How a member is picked.
-    pub balance: Option<RawBalance>,
+    pub balance: Option<Balance>,
     /// Active health checks.
     pub health_check: Option<RawHealthCheck>,
     /// Passive ejection.
@@ -94,16 +94,6 @@ pub struct RawPoolFields {
     pub resolve_interval: Option<ConfigDuration>,
     /// HTTP protocol spoken to the backend in HTTP mode.
     pub protocol: Option<UpstreamProtocol>,
-}
-
-/// `backends.*.balance`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RawBalance {
-    /// Each member in turn.
-    RoundRobin,
-    /// The member with the fewest connections/requests in flight.
-    LeastConn,
 }
 
 /// `backends.*.health_check`.
@@ -196,12 +186,13 @@ pub struct PoolSettings {
     pub protocol: UpstreamProtocol,
 }
 
-/// `balance`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `backends.*.balance`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Balance {
     /// Each member in turn.
     RoundRobin,
-    /// Fewest in flight.
+    /// The member with the fewest connections/requests in flight.
     LeastConn,
 }
 
@@ -308,13 +299,6 @@ impl fmt::Display for Cidr {
 
 // === validation ===
 
-fn fail<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, FieldError> {
-    Err(FieldError {
-        path: path.into(),
-        message: message.into(),
-    })
-}
-
 /// The addresses and pool settings of `backends.<name>`.
 pub fn pool(
     name: &str,
@@ -336,14 +320,7 @@ pub fn pool(
             );
         }
     };
-    let nonzero = |field: &str, value: Option<ConfigDuration>, default: Duration| {
-        let d = value.map_or(default, |d| d.0);
-        if d.is_zero() {
-            fail(at(field), "must be more than 0")
-        } else {
-            Ok(d)
-        }
-    };
+    let nonzero = |field: &str, value, default| nonzero(at(field), value, default);
     let health_check = match raw.health_check {
         None => None,
         Some(h) => {
@@ -376,10 +353,7 @@ pub fn pool(
         }
     };
     let settings = PoolSettings {
-        balance: match raw.balance {
-            None | Some(RawBalance::RoundRobin) => Balance::RoundRobin,
-            Some(RawBalance::LeastConn) => Balance::LeastConn,
-        },
+        balance: raw.balance.unwrap_or(Balance::RoundRobin),
         health_check,
         eject,
         resolve_interval: nonzero(

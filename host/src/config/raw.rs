@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::duration::{ByteSize, ConfigDuration};
 use super::http::{
-    RawBalance, RawEject, RawHealthCheck, RawPlainListener, RawRouteSet, UpstreamProtocol,
+    Balance, RawEject, RawHealthCheck, RawPlainListener, RawRouteSet, UpstreamProtocol,
 };
 use super::values::{Alpn, BackendAddr, BackendName, Hostname, ListenAddr, ListenList, Workers};
 
@@ -71,7 +71,7 @@ pub struct RawPolicy {
     /// The component; may be left out when `--policy` gives it.
     pub path: Option<PathBuf>,
     /// Handed to the policy's `init` (scalars as text; checked in
-    /// `validate.rs` by the policy harness's own conversion).
+    /// `validate.rs` by the policy crate's own conversion, `hearth_edge_policy::config`).
     #[serde(default)]
     pub config: serde_yaml::Value,
     /// `reject` or a backend name.
@@ -136,7 +136,7 @@ pub struct RawBackend {
     /// A pool of addresses instead of `addr`.
     pub addrs: Option<Vec<BackendAddr>>,
     /// How a pool member is picked.
-    pub balance: Option<RawBalance>,
+    pub balance: Option<Balance>,
     /// Active health checks of the members.
     pub health_check: Option<RawHealthCheck>,
     /// Passive ejection of failing members.

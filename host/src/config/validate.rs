@@ -7,12 +7,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use hearth_edge_policy::Limits as PolicyLimits;
-use hearth_edge_policy::harness::{ConfigError as PolicyConfigError, config_map};
+use hearth_edge_policy::config::{ConfigError as PolicyConfigError, config_map};
 
 use super::duration::ConfigDuration;
+use super::field::{FieldError, fail, nonzero};
 use super::http::{self, RawPoolFields};
 use super::raw::{
     RawAcme, RawBackend, RawChallenge, RawConfig, RawExport, RawLevel, RawLimits, RawLog,
@@ -27,16 +27,7 @@ use super::{
     LogSettings, MAX_CLIENT_HELLO_MAX_BYTES, MIN_CLIENT_HELLO_MAX_BYTES, MIN_POLICY_MEMORY,
     OnError, OnRenew, PolicySettings, ShadowSettings, TlsSettings,
 };
-use crate::tls::files;
-
-/// A field that failed validation.
-#[derive(Debug)]
-pub struct FieldError {
-    /// Its path, spelled like serde_path_to_error (`tls.certificates[0].cert`).
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-}
+use crate::pem as files;
 
 /// Everything validation needs besides the raw config.
 pub struct Context<'a> {
@@ -46,13 +37,6 @@ pub struct Context<'a> {
     pub policy_override: Option<&'a Path>,
     /// The default local CA directory, when `tls.local_ca.dir` is absent.
     pub default_data_dir: Option<PathBuf>,
-}
-
-fn fail<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, FieldError> {
-    Err(FieldError {
-        path: path.into(),
-        message: message.into(),
-    })
 }
 
 /// Checks `raw` and builds the [`Config`], section by section.
@@ -174,7 +158,6 @@ fn backends(
         let (addrs, pool) = http::pool(&name, b.addr, fields)?;
         let backend = Backend {
             name: name.clone(),
-            addr: addrs[0].clone(),
             addrs,
             pool,
             proxy_protocol_v2: b.proxy_protocol == RawProxyProtocol::V2,
@@ -250,14 +233,8 @@ fn policy_limits(raw: RawPolicyLimits, section: &str) -> Result<PolicyLimits, Fi
             format!("must be at least {MIN_POLICY_MEMORY} bytes (one wasm page)"),
         );
     }
-    let nonzero = |field: &str, value: Option<ConfigDuration>, default: Duration| {
-        let d = value.map_or(default, |d| d.0);
-        if d.is_zero() {
-            fail(format!("{section}.limits.{field}"), "must be more than 0")
-        } else {
-            Ok(d)
-        }
-    };
+    let nonzero =
+        |field: &str, value, default| nonzero(format!("{section}.limits.{field}"), value, default);
     Ok(PolicyLimits {
         max_memory,
         max_time: nonzero("max_time", raw.max_time, defaults.max_time)?,
@@ -283,14 +260,7 @@ fn policy_config(
 }
 
 fn limits(raw: RawLimits) -> Result<ConnLimits, FieldError> {
-    let nonzero = |field: &str, value: Option<ConfigDuration>, default: Duration| {
-        let d = value.map_or(default, |d| d.0);
-        if d.is_zero() {
-            fail(format!("limits.{field}"), "must be more than 0")
-        } else {
-            Ok(d)
-        }
-    };
+    let nonzero = |field: &str, value, default| nonzero(format!("limits.{field}"), value, default);
     let client_hello_max_bytes = raw
         .client_hello_max_bytes
         .map_or(DEFAULT_CLIENT_HELLO_MAX_BYTES, |s| s.0);

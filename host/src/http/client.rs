@@ -27,14 +27,15 @@ use std::time::Duration;
 use http::{Method, Request, Response};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::body::{Body, BoxError};
 use super::error::HttpError;
 use super::h1;
 use crate::config::UpstreamProtocol;
+use crate::error::ConnError;
 use crate::sync::lock;
-use crate::upstream::{Lease, Member, Pool};
+use crate::upstream::{Lease, Member, Pool, Step};
 
 /// Idle HTTP/1.1 connections kept per member. It must cover the requests a
 /// busy edge has in flight to one member at once: below that, every burst
@@ -105,6 +106,17 @@ pub struct Sent {
     pub switched: Option<h1::Upgraded>,
 }
 
+/// Why a send failed, as [`Pool::try_members`] carries it.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    /// The pool's own error (no member resolved).
+    #[error("{0}")]
+    Conn(#[from] ConnError),
+    /// A failure of the exchange or of one member's dial.
+    #[error("{0}")]
+    Http(HttpError),
+}
+
 /// One try of a request on one connection.
 enum Attempt {
     Answered(Response<Body>, Option<h1::Upgraded>),
@@ -153,7 +165,7 @@ impl Upstream {
 
     /// This worker thread's idle connections.
     fn idle_here(&self) -> MutexGuard<'_, HashMap<SocketAddr, Vec<Sender>>> {
-        lock(&self.idle[crate::proxy::current_worker() % self.idle.len()].0)
+        lock(&self.idle[crate::worker::current() % self.idle.len()].0)
     }
 
     /// The backend's name.
@@ -174,66 +186,68 @@ impl Upstream {
         dial_timeout: Duration,
     ) -> Result<Sent, HttpError> {
         let retry = is_idempotent(request.method());
-        if self.pool.members().is_empty() {
-            self.pool.resolve().await;
-        }
-        let mut tried = Vec::new();
-        let mut last = None;
-        let mut request = request;
-        // Members whose dial failed (allocated only then).
-        while let Some(member) = self.pool.pick(&tried) {
-            let lease = Lease::new(member.clone());
-            let sender = match self.take_idle(member.addr) {
-                Some(sender) => sender,
-                None => match self.connect(&member, dial_timeout).await {
-                    Ok(sender) => sender,
-                    Err(error) => {
-                        warn!(backend = %self.name(), member = %member.addr, error = %error, "backend member dial failed");
-                        last = Some(error);
-                        if retry {
-                            tried.push(member.addr);
-                            continue;
-                        }
-                        break;
-                    }
+        self.pool
+            .try_members(retry, request, |member, lease, request| {
+                self.attempt(member, lease, request, dial_timeout)
+            })
+            .await
+            .map_err(|error| match error {
+                // Only the pool's own "no address resolved" comes back bare.
+                SendError::Conn(error) => HttpError::Dial {
+                    backend: self.name().to_owned(),
+                    error,
                 },
-            };
-            let attempt = match sender {
-                Sender::H1(h1) => self.send_h1(h1, request, lease).await,
-                Sender::H2(s) => self.send_h2(s, request, lease).await,
-            };
-            match attempt {
-                Attempt::Answered(response, switched) => {
-                    if is_member_failure(response.status(), self.pool.settings().eject.all_5xx) {
-                        self.pool.failed(&member);
-                    } else {
-                        self.pool.succeeded(&member);
-                    }
-                    return Ok(Sent {
-                        response,
-                        member: member.addr,
-                        switched,
-                    });
-                }
-                // A connection that closed before the request was used
-                // gives it back: that is safe to send again.
-                Attempt::Unsent(unsent) => {
-                    debug!(backend = %self.name(), member = %member.addr, "idle connection closed; retrying");
-                    request = unsent;
-                }
-                Attempt::Failed(error) => {
+                SendError::Http(error) => error,
+            })
+    }
+
+    /// One try of `request` on `member`: an idle connection or a new one,
+    /// then the exchange.
+    async fn attempt(
+        self: &Arc<Self>,
+        member: Arc<Member>,
+        lease: Lease,
+        request: Request<Body>,
+        dial_timeout: Duration,
+    ) -> Step<Request<Body>, Sent, SendError> {
+        let sender = match self.take_idle(member.addr) {
+            Some(sender) => sender,
+            None => match self.connect(&member, dial_timeout).await {
+                Ok(sender) => sender,
+                Err(error) => return Step::DialFailed(SendError::Http(error), request),
+            },
+        };
+        let attempt = match sender {
+            Sender::H1(h1) => self.send_h1(h1, request, lease).await,
+            Sender::H2(s) => self.send_h2(s, request, lease).await,
+        };
+        match attempt {
+            Attempt::Answered(response, switched) => {
+                if is_member_failure(response.status(), self.pool.settings().eject.all_5xx) {
                     self.pool.failed(&member);
-                    return Err(HttpError::Upstream {
-                        backend: self.name().to_owned(),
-                        error,
-                    });
+                } else {
+                    self.pool.succeeded(&member);
                 }
+                Step::Done(Ok(Sent {
+                    response,
+                    member: member.addr,
+                    switched,
+                }))
+            }
+            // A connection that closed before the request was used gives
+            // it back: that is safe to send again.
+            Attempt::Unsent(unsent) => {
+                debug!(backend = %self.name(), member = %member.addr, "idle connection closed; retrying");
+                Step::Again(unsent)
+            }
+            Attempt::Failed(error) => {
+                self.pool.failed(&member);
+                Step::Done(Err(SendError::Http(HttpError::Upstream {
+                    backend: self.name().to_owned(),
+                    error,
+                })))
             }
         }
-        Err(last.unwrap_or_else(|| HttpError::Dial {
-            backend: self.name().to_owned(),
-            error: self.pool.unresolved(),
-        }))
     }
 
     async fn send_h1(self: &Arc<Self>, h1: H1, request: Request<Body>, lease: Lease) -> Attempt {

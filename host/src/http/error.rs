@@ -43,6 +43,11 @@ pub enum HttpError {
     /// The policy's `on-request` failed and `policy.on_error` is `reject`.
     #[error("{0}")]
     Policy(hearth_edge_policy::PolicyError),
+    /// The edge broke one of its own invariants (a route naming a route
+    /// set or backend the running config lacks): a bug, not the client's
+    /// fault.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
     /// The backend did not answer within the dial + idle limits.
     #[error("backend {backend}: no answer in time")]
     Timeout {
@@ -60,6 +65,7 @@ impl HttpError {
                 Side::Backend
             }
             HttpError::Policy(_) => Side::Policy,
+            HttpError::Internal(_) => Side::Internal,
         }
     }
 
@@ -72,6 +78,7 @@ impl HttpError {
             HttpError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             // Fail closed, and tell the client it may try again.
             HttpError::Policy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -129,5 +136,8 @@ mod tests {
         let policy = HttpError::Policy(hearth_edge_policy::PolicyError::Timeout);
         assert_eq!(policy.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(policy.side(), Side::Policy);
+        let internal = HttpError::Internal("no such backend");
+        assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(internal.side(), Side::Internal);
     }
 }

@@ -48,7 +48,7 @@ pub async fn check(
     let upstream = http
         .upstreams
         .get(&auth.backend)
-        .ok_or(HttpError::BadRequest("no such auth backend"))?;
+        .ok_or(HttpError::Internal("no such auth backend"))?;
     let mut headers = request.headers().clone();
     headers::remove_hop_by_hop(&mut headers, false);
     headers.remove(header::CONTENT_LENGTH);

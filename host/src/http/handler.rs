@@ -4,7 +4,7 @@
 //! (`http/forward_auth.rs`), rewrite the head (`http/headers.rs`, prefix
 //! strip), send it to the backend (`http/client.rs`) and stream the answer
 //! back. A `101 Switching Protocols` answer (WebSocket) joins the two
-//! upgraded connections with the byte relay (`proxy/copy.rs`). Failures
+//! upgraded connections with the byte relay (`io/copy.rs`). Failures
 //! become answers in `http/error.rs`; one `http request` line per request.
 
 use std::borrow::Cow;
@@ -16,7 +16,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::body::Body;
 use super::error::HttpError;
@@ -26,8 +26,8 @@ use super::headers::{self, Forwarding};
 use super::policy::{self, Answer};
 use super::{ConnInfo, Http, routes};
 use crate::config::UpstreamProtocol;
-use crate::proxy::copy;
-use crate::proxy::terminate::Replay;
+use crate::error::Side;
+use crate::io::{Replay, relay};
 
 /// What one request did, for its log line. Borrowed or shared where it
 /// can be: most requests log nothing at `warn`.
@@ -66,15 +66,7 @@ pub async fn handle(
     let response = match forward(&http, &conn, request, &mut trace).await {
         Ok(response) => response,
         Err(error) => {
-            warn!(
-                source = %conn.source,
-                method = %method,
-                host = %trace.host(),
-                path = %path,
-                backend = %trace.backend.as_deref().unwrap_or("-"),
-                error = %error,
-                "http request failed"
-            );
+            report(&http, &conn, &method, &trace, path, &error);
             error.response()
         }
     };
@@ -96,6 +88,26 @@ pub async fn handle(
     Ok(response)
 }
 
+/// Logs and counts a failed request with the side that caused it: the
+/// edge's own faults at `error`, the others at `warn`.
+fn report(
+    http: &Http,
+    conn: &ConnInfo,
+    method: &http::Method,
+    trace: &Trace<'_>,
+    path: &str,
+    error: &HttpError,
+) {
+    let side = error.side();
+    http.metrics.http_error(side);
+    let backend = trace.backend.as_deref().unwrap_or("-");
+    if side == Side::Internal {
+        error!(source = %conn.source, method = %method, host = %trace.host(), path = %path, backend = %backend, side = side.as_str(), error = %error, "http request failed");
+    } else {
+        warn!(source = %conn.source, method = %method, host = %trace.host(), path = %path, backend = %backend, side = side.as_str(), error = %error, "http request failed");
+    }
+}
+
 /// Route → policy → auth → backend.
 async fn forward<'a>(
     http: &'a Http,
@@ -113,7 +125,7 @@ async fn forward<'a>(
         .config
         .http_routes
         .get(&conn.routes)
-        .ok_or(HttpError::BadRequest("no such route set"))?;
+        .ok_or(HttpError::Internal("no such route set"))?;
     let route = routes::find(set, &host, request.uri().path());
     let routed_to = route.map(|r| r.backend.as_str());
     let (backend, set_headers) = match policy::ask(http, conn, &request, &host, routed_to)? {
@@ -183,7 +195,7 @@ async fn forward<'a>(
     let upstream = http
         .upstreams
         .get(&*backend)
-        .ok_or(HttpError::BadRequest("no such backend"))?;
+        .ok_or(HttpError::Internal("no such backend"))?;
     let target = stripped.as_deref().unwrap_or(path_and_query);
     let (version, uri) = match upstream.protocol() {
         // An origin-form target as received (HTTP/1.1 clients) is reused
@@ -256,7 +268,7 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, backend: Upgraded, idle: std:
     };
     // What the backend sent right after its 101 goes first.
     let backend = Replay::new(backend.leftover.to_vec(), backend.io);
-    let relayed = copy::relay(TokioIo::new(client), backend, idle).await;
+    let relayed = relay(TokioIo::new(client), backend, idle).await;
     debug!(
         up = relayed.up,
         down = relayed.down,

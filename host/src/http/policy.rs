@@ -2,7 +2,7 @@
 //! policy of the `http-policy` world (`wit/edge.wit`). Builds the WIT
 //! request from the hyper one, asks the policy, and checks the answer
 //! before anything is done with it; a failed call or an answer the edge
-//! cannot carry out is handled per `policy.on_error`.
+//! cannot carry out is handled per `policy.on_error` (`decide.rs`).
 //!
 //! Called from `http/handler.rs` after route matching and before
 //! `forward_auth`; plain policies are never asked (`Http::new`).
@@ -10,13 +10,12 @@
 use hearth_edge_policy::{HttpDecision, HttpRequest, PolicyError};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
-use tokio::time::Instant;
-use tracing::{info_span, warn};
+use tracing::info_span;
 
 use super::body::Body;
 use super::error::{HttpError, local_response};
 use super::{ConnInfo, Http};
-use crate::config::OnError;
+use crate::decide::{self, Fallback, Subject};
 
 /// What the request handler does after asking the policy.
 #[derive(Debug)]
@@ -65,29 +64,23 @@ pub fn ask<B>(
         return Ok(Answer::FollowRoutes);
     };
     let wit_request = wit_request(conn, request, host, routed_to);
-    let started = Instant::now();
-    let decision = info_span!("on_request", source = %conn.source)
-        .in_scope(|| policy.on_request(&wit_request));
-    http.metrics.decision_latency(started.elapsed());
-    let error = match decision.and_then(|d| check(http, d)) {
-        Ok(answer) => return Ok(answer),
-        Err(error) => error,
+    let subject = Subject::Request {
+        source: conn.source,
+        host,
+        path: request.uri().path(),
     };
-    http.metrics.policy_error(error.kind());
-    let on_error = &http.config.policy.on_error;
-    warn!(
-        source = %conn.source,
-        host = %host,
-        path = %request.uri().path(),
-        kind = %error.kind(),
-        error = %error,
-        on_error = %on_error,
-        "policy failed"
-    );
-    match on_error {
-        OnError::Reject => Err(HttpError::Policy(error)),
+    match decide::ask(
+        &http.metrics,
+        &http.config.policy.on_error,
+        info_span!("on_request", source = %conn.source),
+        subject,
+        || policy.on_request(&wit_request),
+        |decision| decision.and_then(|d| check(http, d)),
+    ) {
+        Ok(answer) => Ok(answer),
+        Err(Fallback::Reject(error)) => Err(HttpError::Policy(error)),
         // Failing open in the HTTP mode: as if the policy had no opinion.
-        OnError::Backend(_) => Ok(Answer::FollowRoutes),
+        Err(Fallback::Backend(_)) => Ok(Answer::FollowRoutes),
     }
 }
 

@@ -160,6 +160,14 @@ pub fn render(m: &Metrics, cx: &Context<'_>) -> String {
     );
 
     out.family(
+        "client_bytes_total",
+        "counter",
+        "Bytes of closed connections, every mode: up read from clients, down written to them.",
+    );
+    out.sample("client_bytes_total", &[("direction", "up")], s.bytes_up);
+    out.sample("client_bytes_total", &[("direction", "down")], s.bytes_down);
+
+    out.family(
         "relayed_bytes_total",
         "counter",
         "Bytes relayed, by backend and direction (up: client to backend).",
@@ -279,6 +287,14 @@ pub fn render(m: &Metrics, cx: &Context<'_>) -> String {
     );
     for (code, n) in m.http_responses() {
         out.sample("http_responses_total", &[("code", &code)], n);
+    }
+    out.family(
+        "http_request_errors_total",
+        "counter",
+        "HTTP-mode requests that failed, by the side that caused the failure.",
+    );
+    for (side, n) in m.http_errors() {
+        out.sample("http_request_errors_total", &[("side", side.as_str())], n);
     }
     for (name, help, value) in [
         (

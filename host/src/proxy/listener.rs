@@ -1,5 +1,6 @@
 //! Listening sockets and the accept loop: one task per listening socket,
-//! one task per connection (`proxy/conn.rs`), and the
+//! one task per connection (`proxy/conn.rs`, `proxy/plain.rs`,
+//! `proxy/redirect.rs`), and the
 //! `max_concurrent_conns` limit applied at accept time. With several
 //! worker threads each has its own socket per address (`bind_group`).
 
@@ -15,7 +16,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::{Live, conn, current, redirect};
+use super::conn::Conn;
+use super::{Live, current, plain, redirect};
 
 /// Pending connections the kernel queues before `accept`: bursts of new
 /// TLS connections are common at :443.
@@ -65,7 +67,7 @@ impl Throttle {
 pub enum Serve {
     /// The TLS data path: ClientHello, policy, route (`proxy/conn.rs`).
     Tls,
-    /// Plain HTTP into this route set (`plain_listen`, `http.rs`).
+    /// Plain HTTP into this route set (`plain_listen`, `proxy/plain.rs`).
     PlainHttp(Arc<str>),
     /// `http_listen`: ACME HTTP-01 and 301 to https (`proxy/redirect.rs`).
     Redirect,
@@ -164,21 +166,15 @@ pub async fn accept_loop(
         let _ = stream.set_nodelay(true);
         match &serve {
             Serve::Tls => {
-                tokio::spawn(conn::handle(
-                    shared,
-                    stream,
-                    source,
-                    local,
-                    permit,
-                    closing.clone(),
-                ));
+                let conn = Conn::new(shared, source, local);
+                tokio::spawn(conn.run(stream, permit, closing.clone()));
             }
             // One short request each: the drain waits for it (permit).
             Serve::Redirect => {
                 tokio::spawn(redirect::handle(shared, stream, source, permit));
             }
             Serve::PlainHttp(set) => {
-                tokio::spawn(conn::handle_plain(
+                tokio::spawn(plain::run(
                     shared,
                     stream,
                     source,

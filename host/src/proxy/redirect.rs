@@ -60,7 +60,8 @@ pub async fn handle(
     let _permit = permit;
     let _active = track_active(&shared.metrics);
     let mut seen = Seen::default();
-    let timeout = shared.config.limits.client_hello_timeout;
+    // A request head, bounded like the HTTP mode's (slowloris).
+    let timeout = shared.config.limits.http_header_timeout;
     let response = match tokio::time::timeout(timeout, read_head(&mut client)).await {
         Err(_) => Response::BadRequest("timeout"),
         Ok(Err(reason)) => Response::BadRequest(reason),

@@ -31,18 +31,6 @@ pub fn alert_code(alert: Alert) -> Option<u8> {
     }
 }
 
-/// A lowercase name for logs.
-pub fn alert_name(alert: Alert) -> &'static str {
-    match alert {
-        Alert::UnrecognizedName => "unrecognized_name",
-        Alert::AccessDenied => "access_denied",
-        Alert::HandshakeFailure => "handshake_failure",
-        Alert::ProtocolVersion => "protocol_version",
-        Alert::InternalError => "internal_error",
-        Alert::Close => "close",
-    }
-}
-
 /// The 7-byte alert record for `code`.
 pub fn alert_record(code: u8) -> [u8; 7] {
     let [v0, v1] = LEGACY_RECORD_VERSION;

@@ -1,17 +1,18 @@
 //! The shadow policy: after the live decision (`proxy/conn.rs`), the same
 //! hello is handed to a second policy on a blocking-pool thread, off the
 //! connection's path; a different answer is counted and logged with a
-//! summary of the hello. Its answer is never used, so it cannot change an
+//! summary of the hello, both decisions in the words `explain` uses
+//! (`hearth_edge_policy::describe`). Its answer is never used, so it cannot change an
 //! outcome; a failing or slow shadow costs only its own comparisons.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use hearth_edge_policy::{ClientHello, Decision, PolicyError, ProxyProtocol};
+use hearth_edge_policy::{ClientHello, Decision, PolicyError, describe};
 use tokio::sync::Semaphore;
 use tracing::{debug, info};
 
-use super::Decide;
+use crate::decide::Decide;
 use crate::metrics::Metrics;
 
 /// Shadow calls in flight at once; past this, comparisons are skipped and
@@ -44,13 +45,13 @@ impl Shadow {
             metrics.shadow_skipped.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let live = describe(live);
+        let live = describe::outcome(live);
         let hello = hello.clone();
         let policy = self.policy.clone();
         let metrics = metrics.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let shadow = describe(&policy.decide(&hello));
+            let shadow = describe::outcome(&policy.decide(&hello));
             metrics.shadow_decisions.fetch_add(1, Ordering::Relaxed);
             if shadow == live {
                 debug!(sni = %hello.server_name.as_deref().unwrap_or("-"), decision = %live, "shadow agrees");
@@ -69,24 +70,5 @@ impl Shadow {
                 "shadow policy disagrees"
             );
         });
-    }
-}
-
-/// A decision as one comparable word: `passthrough:turn`,
-/// `terminate:livekit+proxy_v2`, `reject:blocked`, `error:timeout`.
-pub(crate) fn describe(decision: &Result<Decision, PolicyError>) -> String {
-    let route = |mode: &str, route: &hearth_edge_policy::Route| {
-        let proxy = match route.proxy_protocol {
-            ProxyProtocol::BackendDefault => "",
-            ProxyProtocol::Off => "+no_proxy",
-            ProxyProtocol::V2 => "+proxy_v2",
-        };
-        format!("{mode}:{}{proxy}", route.backend)
-    };
-    match decision {
-        Ok(Decision::Passthrough(r)) => route("passthrough", r),
-        Ok(Decision::Terminate(r)) => route("terminate", r),
-        Ok(Decision::Reject(rejection)) => format!("reject:{}", rejection.reason),
-        Err(e) => format!("error:{}", e.kind()),
     }
 }

@@ -11,7 +11,6 @@
 //! Everything else (reloads, the admin listener, ACME, health checks, idle
 //! sweeps) stays on the caller's runtime either way.
 
-use std::cell::Cell;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -22,22 +21,6 @@ use tracing::{error, warn};
 
 use super::Live;
 use super::listener::{self, Serve};
-
-thread_local! {
-    /// This thread's worker number: 1 to `workers` on the worker threads,
-    /// 0 elsewhere.
-    static WORKER: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The worker thread this code runs on: 1 to `workers`, or 0 off the
-/// worker threads (the main runtime, `workers: 1`). State a connection
-/// keeps for the next one (idle backend connections) is kept per worker:
-/// sockets are registered with their thread's I/O driver, and a socket
-/// used from another thread makes each of its readiness events a
-/// cross-thread wake-up.
-pub fn current() -> usize {
-    WORKER.with(Cell::get)
-}
 
 /// What every accept loop shares.
 #[derive(Clone)]
@@ -87,7 +70,7 @@ pub(super) fn start(
         let spawned = std::thread::Builder::new()
             .name(format!("edge-worker-{index}"))
             .spawn(move || {
-                WORKER.with(|w| w.set(index + 1));
+                crate::worker::set(index + 1);
                 worker(sockets, &accept_for_thread, accepting_tx, exit_rx);
             });
         match spawned {

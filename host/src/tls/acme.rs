@@ -28,6 +28,7 @@ use tracing::{info, warn};
 use super::CertStore;
 use crate::config::{AcmeSettings, Challenge, ExportSettings};
 use crate::metrics::Metrics;
+use crate::sync::lock;
 
 pub use cache::{CacheDir, Deployer};
 
@@ -146,10 +147,7 @@ impl Acme {
     /// deployed, missing or due ones ordered. Call it once the listeners
     /// are bound; must be called inside a tokio runtime.
     pub fn run(&self) {
-        let pending = match self.pending.lock() {
-            Ok(mut guard) => std::mem::take(&mut *guard),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
+        let pending = std::mem::take(&mut *lock(&self.pending));
         for (name, state) in pending {
             tokio::spawn(drive(name, state, self.metrics.clone()));
         }

@@ -28,8 +28,6 @@ const KEY_FILE_MODE: u32 = 0o600;
 const DIR_MODE: u32 = 0o700;
 /// The CA's common name, also what users see in trust stores.
 const CA_COMMON_NAME: &str = "hearth-wasm-edge local CA";
-/// The application's directory name under the user data directory.
-const APP_DIR: &str = "hearth-wasm-edge";
 /// Leaf validity starts this many days back, for clocks slightly behind.
 const LEAF_BACKDATE_DAYS: i64 = 1;
 /// Leaf validity in days: under the 398-day cap some clients apply even to
@@ -64,17 +62,6 @@ pub enum LocalCaError {
         /// What failed.
         message: String,
     },
-}
-
-/// `$XDG_DATA_HOME/hearth-wasm-edge`, else `~/.local/share/hearth-wasm-edge`.
-pub fn default_dir() -> Option<PathBuf> {
-    let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".local/share")
-        }
-    };
-    Some(base.join(APP_DIR))
 }
 
 /// The CA's fixed parameters: the same every time, so a CA re-read from disk

@@ -17,8 +17,8 @@ use rustls::sign::CertifiedKey;
 use tracing::{info, warn};
 
 use super::CertStore;
-use super::files::{self, LoadedCertificate};
 use crate::metrics::Metrics;
+use crate::pem::{self as files, LoadedCertificate};
 
 /// How often certificate files are checked: a `stat` per file, cheap, and
 /// well inside what a certificate rotation needs.
@@ -141,10 +141,7 @@ impl FileCerts {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        match self.state.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::sync::lock(&self.state)
     }
 }
 

@@ -12,6 +12,8 @@ use std::sync::{Arc, RwLock};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use crate::sync::{read, write};
+
 /// Where the certificate for a server name comes from.
 pub trait CertSource: Send + Sync + fmt::Debug {
     /// The certificate for `server_name` (lowercase, no trailing dot), or
@@ -52,18 +54,12 @@ impl CertStore {
             map.entry(name.to_ascii_lowercase()).or_insert(key);
         }
         let map = Arc::new(map);
-        match self.by_name.write() {
-            Ok(mut guard) => *guard = map,
-            Err(poisoned) => *poisoned.into_inner() = map,
-        }
+        *write(&self.by_name) = map;
     }
 
     /// Adds or replaces the entry for one `name`, keeping the others.
     pub fn insert(&self, name: &str, key: Arc<CertifiedKey>) {
-        let mut guard = match self.by_name.write() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut guard = write(&self.by_name);
         let mut map = HashMap::clone(&guard);
         map.insert(name.to_ascii_lowercase(), key);
         *guard = Arc::new(map);
@@ -114,10 +110,7 @@ impl CertStore {
     }
 
     fn snapshot(&self) -> Arc<HashMap<String, Arc<CertifiedKey>>> {
-        match self.by_name.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        read(&self.by_name).clone()
     }
 }
 

@@ -16,7 +16,6 @@ fn backend(addrs: &[SocketAddr], balance: Balance, eject: Eject) -> Backend {
         .collect();
     Backend {
         name: "pool".to_owned(),
-        addr: addrs[0].clone(),
         addrs,
         pool: PoolSettings {
             balance,

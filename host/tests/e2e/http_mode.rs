@@ -570,6 +570,7 @@ fn plain_listen_serves_the_route_set_without_tls() {
     let front = HttpEcho::start("front");
     let plain = dead_addr();
     let edge = EdgeBuilder::hearth()
+        .admin()
         .without_backend("pocketbase")
         .backend("front", front.addr)
         .yaml(&format!(
@@ -590,6 +591,15 @@ fn plain_listen_serves_the_route_set_without_tls() {
         Some("http")
     );
     edge.expect_log(&["connection closed", "decision=plain_http"], STEP_TIMEOUT);
+    // Counted like every other connection: by outcome, with its bytes.
+    assert_eq!(
+        edge.metric("hearth_edge_connections_closed_total{outcome=\"plain_http\"}"),
+        Some(1.0)
+    );
+    let up = edge.metric("hearth_edge_client_bytes_total{direction=\"up\"}");
+    let down = edge.metric("hearth_edge_client_bytes_total{direction=\"down\"}");
+    assert!(up.is_some_and(|n| n >= 40.0), "bytes up: {up:?}");
+    assert!(down.is_some_and(|n| n >= 40.0), "bytes down: {down:?}");
 }
 
 #[test]
@@ -802,5 +812,36 @@ fn a_backend_answering_garbage_costs_its_request_only() {
     assert_eq!(
         edge.metric("hearth_edge_http_responses_total{code=\"502\"}"),
         Some(2.0)
+    );
+}
+
+#[test]
+fn the_redirect_listener_cuts_a_slow_request_head_at_http_header_timeout() {
+    use std::io::{Read, Write};
+    use std::time::Instant;
+
+    // The ClientHello deadline is far beyond the test's patience: only the
+    // header deadline can end the slow request in time.
+    let http = dead_addr();
+    let edge = EdgeBuilder::hearth()
+        .limit("client_hello_timeout", "60s")
+        .limit("http_header_timeout", "1s")
+        .start_on(dead_addr(), Some(http));
+    let mut socket = std::net::TcpStream::connect(http).expect("connect");
+    socket.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+    socket.write_all(b"GET / HTTP/1.1\r\nHost: ").unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = socket.read_to_end(&mut answer);
+    assert!(
+        read.is_ok(),
+        "no answer to a slow head within {STEP_TIMEOUT:?} ({:?}): {read:?}",
+        started.elapsed()
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    edge.expect_log(
+        &["http request", "status=400", "reason=timeout"],
+        STEP_TIMEOUT,
     );
 }

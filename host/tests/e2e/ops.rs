@@ -405,14 +405,14 @@ fn shadow_disagreements_are_counted_and_logged_without_changing_outcomes() {
     );
 
     let line = edge.expect_log(&["shadow policy disagrees", TURN_NAME], STEP_TIMEOUT);
-    assert!(line.contains("live=passthrough:turn"), "{line}");
-    assert!(line.contains("shadow=reject:unknown-sni"), "{line}");
+    assert!(line.contains("live=passthrough turn"), "{line}");
+    assert!(line.contains("shadow=reject unknown-sni"), "{line}");
     let line = edge.expect_log(
         &["shadow policy disagrees", "cdn.hearth.test"],
         STEP_TIMEOUT,
     );
-    assert!(line.contains("live=reject:unknown-sni"), "{line}");
-    assert!(line.contains("shadow=passthrough:turn"), "{line}");
+    assert!(line.contains("live=reject unknown-sni"), "{line}");
+    assert!(line.contains("shadow=passthrough turn"), "{line}");
     assert_eq!(
         edge.metric("hearth_edge_shadow_disagreements_total"),
         Some(2.0)

@@ -64,7 +64,7 @@ use std::net::IpAddr;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use super::config::config_map;
+use crate::config::config_map;
 use crate::{Alert, ClientHello, HttpRequest, ProxyProtocol};
 
 /// A parsed case file.

@@ -5,11 +5,12 @@
 
 use std::future::poll_fn;
 
-use http::Request;
+use http::{Request, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use super::codec::{Chunk, parse_chunk_size};
 use super::*;
 
 /// A peer that, per accepted connection, answers each request in turn with

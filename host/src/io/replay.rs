@@ -1,23 +1,14 @@
-//! Terminate: TLS ends at the edge. rustls is fed the ClientHello bytes
-//! already read ([`Replay`] serves them before the socket's), picks the
-//! certificate by SNI (`tls/store.rs`) and the backend's ALPN, and the
-//! plaintext is relayed to the backend (`proxy/copy.rs`), after an optional
-//! PROXY header. The backend was dialled by `proxy/conn.rs`.
+//! [`Replay`]: a stream that gives back bytes already read before the
+//! socket's. The ClientHello read to decide a route is replayed into
+//! rustls (`tls/handshake.rs`) or written to a passthrough backend as it
+//! is; the bytes a backend sent right after its `101` are replayed into a
+//! WebSocket relay (`http/handler.rs`).
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use rustls::ServerConfig;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
-
-use super::copy::{self, Relayed};
-use crate::error::ConnError;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A stream that first yields `prefix`, then reads from `inner`; writes go
 /// straight to `inner`. Nothing is read twice and nothing is lost.
@@ -26,51 +17,6 @@ pub struct Replay<S> {
     position: usize,
     inner: S,
 }
-
-/// Handshakes with the client (within `handshake_timeout`), sends `header`
-/// to the backend, then relays plaintext until both sides close or `idle`
-/// passes.
-pub async fn run<C>(
-    client: C,
-    hello: Vec<u8>,
-    tls: Arc<ServerConfig>,
-    mut backend: TcpStream,
-    header: Option<Vec<u8>>,
-    handshake_timeout: Duration,
-    idle: Duration,
-) -> Result<Relayed, ConnError>
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-{
-    let tls_stream = handshake(client, hello, tls, handshake_timeout).await?;
-    if let Some(header) = header {
-        backend
-            .write_all(&header)
-            .await
-            .map_err(ConnError::BackendIo)?;
-    }
-    Ok(copy::relay(tls_stream, backend, idle).await)
-}
-
-/// The TLS handshake with the client, fed `hello` (already read) first,
-/// within `timeout`. Also used by the HTTP mode (`proxy/conn.rs`).
-pub async fn handshake<C>(
-    client: C,
-    hello: Vec<u8>,
-    tls: Arc<ServerConfig>,
-    timeout: Duration,
-) -> Result<TlsStream<Replay<C>>, ConnError>
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-{
-    let accept = TlsAcceptor::from(tls).accept(Replay::new(hello, client));
-    tokio::time::timeout(timeout, accept)
-        .await
-        .map_err(|_| ConnError::HandshakeTimeout(timeout))?
-        .map_err(ConnError::Handshake)
-}
-
-// === impl Replay ===
 
 impl<S> Replay<S> {
     /// Serves `prefix` before `inner`'s bytes.

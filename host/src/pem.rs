@@ -1,7 +1,9 @@
-//! Certificate + private key pairs from PEM files (`tls.certificates`).
-//! Read and checked while the config is validated (`config/validate.rs`), so
-//! a bad file is a config error with a line number, never a failed
-//! handshake later. The store they go into is `tls/store.rs`.
+//! Certificate + private key pairs and CA roots from PEM files
+//! (`tls.certificates`, `outbound` roots). A leaf below both `config` and
+//! `tls`: read and checked while the config is validated
+//! (`config/validate.rs`), so a bad file is a config error with a line
+//! number, never a failed handshake later; re-read on change by
+//! `tls/reload.rs`. The store they go into is `tls/store.rs`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,12 @@ use std::sync::Arc;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// The crypto provider used everywhere: ring, with its default (safe)
+/// cipher suites and key exchange groups. Also `tls::provider`.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
 
 /// A parsed certificate chain with its key and the names it serves.
 #[derive(Clone)]
@@ -190,13 +198,12 @@ pub fn load(
             path: cert.to_owned(),
         });
     }
-    let certified =
-        CertifiedKey::from_der(chain, private_key, &super::provider()).map_err(|e| {
-            FileError::KeyMismatch {
-                path: key.to_owned(),
-                message: key_error_message(&e),
-            }
-        })?;
+    let certified = CertifiedKey::from_der(chain, private_key, &provider()).map_err(|e| {
+        FileError::KeyMismatch {
+            path: key.to_owned(),
+            message: key_error_message(&e),
+        }
+    })?;
     Ok(LoadedCertificate {
         names,
         key: Arc::new(certified),

@@ -13,8 +13,8 @@
 //! This is the seam for a zero-copy passthrough (`splice(2)`): callers only
 //! see [`relay`] and [`Relayed`]. A splice relay was measured on loopback
 //! (the usual backend placement): ~530 MiB/s against ~870 MiB/s copying,
-//! for the same CPU time, so copying stays. Used by `proxy/passthrough.rs`
-//! and `proxy/terminate.rs`.
+//! for the same CPU time, so copying stays. Used by `proxy/relay.rs`
+//! (passthrough and terminate) and `http/handler.rs` (WebSocket).
 
 use std::cell::RefCell;
 use std::future::poll_fn;
