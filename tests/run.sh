@@ -68,25 +68,27 @@ for report in "${CARGO_TARGET_DIR:-target}"/tmp/hostile-*.txt; do
 done
 
 # Fuzzing needs the nightly toolchain (libFuzzer's sanitizer flags) and
-# cargo-fuzz; the longer documented run is in benches/RESULTS.md.
+# cargo-fuzz; the longer documented runs are in benches/RESULTS.md. One
+# target per parser of untrusted bytes: the ClientHello (clients) and the
+# HTTP/1.1 answer codec (backends).
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
-step "fuzz: ClientHello reader and parser, ${FUZZ_SECONDS}s (cargo fuzz, libFuzzer)"
-rustup toolchain list | grep -q '^nightly' || {
-    echo "the nightly toolchain is needed for fuzzing: rustup toolchain install nightly" >&2
-    exit 1
-}
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --version 0.13.2 --locked
-FUZZ_LOG=$PWD/target/fuzz-client_hello.log
-fuzz_status=0
-(
-    cd host/hello/fuzz
-    mkdir -p corpus/client_hello
-    cargo +nightly fuzz run client_hello corpus/client_hello seeds/client_hello -- \
-        -max_total_time="$FUZZ_SECONDS" -print_final_stats=1
-) >"$FUZZ_LOG" 2>&1 || fuzz_status=$?
-grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec|SUMMARY)' "$FUZZ_LOG" || true
-if [ "$fuzz_status" -ne 0 ]; then
-    tail -n 60 "$FUZZ_LOG"
-    echo "fuzzing found a failure (artifact under host/hello/fuzz/artifacts/)" >&2
-    exit 1
-fi
+fuzz() {
+    local dir=$1 target=$2 log=$PWD/target/fuzz-$2.log status=0
+    step "fuzz: $target, ${FUZZ_SECONDS}s (cargo fuzz, libFuzzer)"
+    (
+        cd "$dir"
+        mkdir -p "corpus/$target"
+        cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- \
+            -max_total_time="$FUZZ_SECONDS" -print_final_stats=1
+    ) >"$log" 2>&1 || status=$?
+    grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec|SUMMARY)' "$log" || true
+    if [ "$status" -ne 0 ]; then
+        tail -n 60 "$log"
+        echo "fuzzing $target found a failure (artifact under $dir/artifacts/)" >&2
+        exit 1
+    fi
+}
+fuzz host/hello/fuzz client_hello
+fuzz host/fuzz h1_answer
