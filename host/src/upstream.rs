@@ -60,6 +60,35 @@ pub struct Member {
     healthy: AtomicBool,
 }
 
+/// Connects to `addr` with `TCP_NODELAY` set (small TLS records and
+/// WebSocket frames should not wait for Nagle). A connect that completes
+/// is known by the socket turning writable without an error condition, so
+/// the kernel is asked for the socket's error (`SO_ERROR`) only when it
+/// failed.
+async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM.nonblocking().cloexec(),
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_tcp_nodelay(true)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = TcpStream::from_std(socket.into())?;
+    let ready = stream
+        .ready(tokio::io::Interest::WRITABLE | tokio::io::Interest::ERROR)
+        .await?;
+    if ready.is_error() || ready.is_write_closed() {
+        return Err(stream
+            .take_error()?
+            .unwrap_or_else(|| io::Error::from(io::ErrorKind::ConnectionRefused)));
+    }
+    Ok(stream)
+}
+
 /// How one attempt of [`Pool::try_members`] on one member ended; `R` is
 /// what the attempt was given (a request), handed back when unused.
 pub enum Step<R, T, E> {
@@ -271,7 +300,7 @@ impl Pool {
         member: &Member,
         timeout: Duration,
     ) -> Result<TcpStream, ConnError> {
-        let result = match tokio::time::timeout(timeout, TcpStream::connect(member.addr)).await {
+        let result = match tokio::time::timeout(timeout, connect(member.addr)).await {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(source)) => Err(ConnError::Dial {
                 addr: member.addr.to_string(),
@@ -282,12 +311,8 @@ impl Pool {
                 timeout,
             }),
         };
-        match &result {
-            // Small TLS records and WebSocket frames should not wait for Nagle.
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-            }
-            Err(_) => self.failed(member),
+        if result.is_err() {
+            self.failed(member);
         }
         result
     }

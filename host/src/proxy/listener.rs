@@ -105,6 +105,10 @@ fn socket_for(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
+    // Accepted sockets inherit it (Linux copies the listener's TCP
+    // options): small TLS records and WebSocket frames do not wait for
+    // Nagle, at no syscall per connection.
+    socket.set_tcp_nodelay(true)?;
     if reuse_port {
         socket.set_reuse_port(true)?;
     }
@@ -131,6 +135,12 @@ pub async fn accept_loop(
     serve: Serve,
 ) {
     let mut limit_log = Throttle::new(LIMIT_LOG_INTERVAL);
+    // A listener bound to one address knows every connection's local
+    // address; only a wildcard one asks the kernel per connection.
+    let bound = listener
+        .local_addr()
+        .ok()
+        .filter(|addr| !addr.ip().is_unspecified());
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
@@ -156,14 +166,13 @@ pub async fn accept_loop(
             }
             continue;
         };
-        let local = match stream.local_addr() {
+        let local = match bound.map_or_else(|| stream.local_addr(), Ok) {
             Ok(local) => local,
             Err(error) => {
                 warn!(source = %source, error = %error, "accept failed");
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         match &serve {
             Serve::Tls => {
                 let conn = Conn::new(shared, source, local);
@@ -190,6 +199,17 @@ pub async fn accept_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY not inherited");
+        // The client side is a plain socket: without the option.
+        assert!(!client.nodelay().unwrap());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn throttle_lets_one_event_through_per_interval_and_counts_the_rest() {
