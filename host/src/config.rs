@@ -604,7 +604,12 @@ mod tests {
         assert_eq!(config.reload_watch_interval, None);
         assert_eq!(
             config.workers,
-            std::thread::available_parallelism().map_or(1, usize::from)
+            validate::auto_workers(std::thread::available_parallelism().map_or(1, usize::from))
+        );
+        assert_eq!(
+            [1, 2, 3, 4, 8, 64].map(validate::auto_workers),
+            [1, 1, 1, 2, 4, 32],
+            "one worker per two CPUs, at least one"
         );
         assert_eq!(config.limits.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
         assert_eq!(

@@ -51,7 +51,7 @@ pub struct RawConfig {
     /// `reload`.
     #[serde(default)]
     pub reload: RawReload,
-    /// `workers`: threads serving connections; one per CPU when absent.
+    /// `workers`: threads serving connections; one per two CPUs when absent.
     pub workers: Option<Workers>,
 }
 

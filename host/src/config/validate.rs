@@ -39,6 +39,18 @@ pub struct Context<'a> {
     pub default_data_dir: Option<PathBuf>,
 }
 
+/// `workers: auto`: one worker per two CPUs this process may use (its
+/// affinity and cgroup quota), at least one. The edge shares its machine
+/// with its backends and clients (LiveKit, a web app): on two cores where
+/// all of them run, one worker needed 0.78-0.81x the CPU per new
+/// connection of two workers, with more connections and keep-alive
+/// requests per second, because each worker of two sleeps and wakes around
+/// the events of its own connections (`benches/RESULTS.md`, "Data path at
+/// the default config").
+pub fn auto_workers(cpus: usize) -> usize {
+    (cpus / 2).max(1)
+}
+
 /// Checks `raw` and builds the [`Config`], section by section.
 pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> {
     let listen = listen(&raw.listen)?;
@@ -60,8 +72,7 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
     };
     let workers = match raw.workers {
         Some(super::values::Workers(Some(n))) => n,
-        // One per CPU this process may use (its affinity and cgroup quota).
-        _ => std::thread::available_parallelism().map_or(1, usize::from),
+        _ => auto_workers(std::thread::available_parallelism().map_or(1, usize::from)),
     };
     Ok(Config {
         listen,

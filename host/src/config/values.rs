@@ -21,7 +21,7 @@ const MAX_BACKEND_NAME_LEN: usize = 63;
 const MAX_ALPN_LEN: usize = 255;
 
 /// `workers`: how many threads serve connections; `auto` (the default)
-/// is one per CPU the edge may run on.
+/// is one per two CPUs the edge may run on, at least one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Workers(pub Option<usize>);
 
