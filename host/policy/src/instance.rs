@@ -117,6 +117,8 @@ impl Instance {
             Pre::Plain(pre) => pre.engine(),
             Pre::Http(pre) => pre.engine(),
         };
+        let runtime = t.policy.runtime.clone();
+        let _in_flight = runtime.call_started();
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
@@ -159,6 +161,8 @@ impl Instance {
 
     /// Asks for one decision under the time limit.
     pub fn decide(&mut self, hello: &ClientHello) -> Result<Decision, PolicyError> {
+        let runtime = self.store.data().policy.runtime.clone();
+        let _in_flight = runtime.call_started();
         self.store.set_epoch_deadline(self.deadline_ticks);
         self.store.data_mut().log_lines_left = MAX_LOG_LINES_PER_CALL;
         let outcome = match &self.world {
@@ -175,6 +179,8 @@ impl Instance {
         let World::Http(world) = &self.world else {
             return Ok(HttpDecision::FollowRoutes);
         };
+        let runtime = self.store.data().policy.runtime.clone();
+        let _in_flight = runtime.call_started();
         self.store.set_epoch_deadline(self.deadline_ticks);
         self.store.data_mut().log_lines_left = MAX_LOG_LINES_PER_CALL;
         let outcome = world.call_on_request(&mut self.store, request);

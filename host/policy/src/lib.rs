@@ -23,8 +23,11 @@
 //!
 //! # What a call may do, and what happens when it misbehaves
 //! - Every `decide` (and `on-request`) runs under an epoch deadline: it is stopped between
-//!   `max_time` and `max_time + epoch_tick` ([`PolicyError::Timeout`]; a
-//!   20 ms limit with the default 1 ms tick measured 20.3–21.0 ms).
+//!   `max_time` and `max_time + 5 × epoch_tick` ([`PolicyError::Timeout`];
+//!   the ticker ticks only while a call runs, and looks for one every four
+//!   ticks otherwise, so a call never loses time it was given but may be
+//!   stopped up to four ticks late; a 20 ms limit with the default 1 ms tick
+//!   measured 20.3–21.0 ms with a ticker that always ticked).
 //!   Instantiation plus `init` has its own, longer budget, `init_timeout`
 //!   ([`DEFAULT_INIT_TIMEOUT`]), so a load or reload on a busy machine does
 //!   not fail for want of a few milliseconds.
