@@ -1,44 +1,61 @@
 #!/usr/bin/env bash
-# Macro benchmark: hearth-wasm-edge vs HAProxy as TLS *passthrough* proxies
-# in front of the same TLS nginx, driven by the same clients, in one run, on
-# loopback. Prints a markdown table (also written to target/bench-macro.md)
-# with edge ÷ HAProxy ratios. Bounded: about 2.5 minutes with the defaults.
+# Macro benchmark of the data path: hearth-wasm-edge at its DEFAULT config
+# (no `workers` set) vs HAProxy as TLS *passthrough* proxies in front of the
+# same TLS nginx, HAProxy at `nbthread 1` and at its default (one thread per
+# core), driven by the same clients, in one run, on loopback; plus the
+# terminate mode's handshake cost vs nginx terminating with the same ECDSA
+# certificate. Prints markdown tables (also written to target/bench-macro.md)
+# with edge ÷ peer ratios. Bounded: about 8 minutes with the defaults.
 #
-#   benches/macro/run.sh   # env: DURATION=8 CONNS=50 ROUNDS=2 IDLE=1000 BULK_GIB=1 BULK_REPEAT=3
+#   benches/macro/run.sh   # env: DURATION=8 ROUNDS=2 SETUPS="1:32 2:50" IDLE=1000
+#                          #      BULK_GIB=1 BULK_REPEAT=3 SYSCALL_SECONDS=3 EDGE_YAML=
 #
-# Needs (Debian): nginx haproxy wrk curl python3 openssl; the edge binary
-# (target/release/hearth-wasm-edge, built if missing).
+# Needs (Debian): nginx haproxy wrk curl python3 openssl strace; the edge
+# binary (target/release/hearth-wasm-edge, built if missing).
 #
-# Measured, for each proxy (SNI turn.hearth.test → nginx, passthrough):
-#   - new connections/s: wrk with `Connection: close` (one TLS handshake per request)
-#   - keep-alive requests/s: wrk on persistent connections
-#   - bulk: a 1 GiB download with curl (MB/s)
-#   - CPU per connection and per GiB relayed: utime+stime of the proxy from
-#     /proc/<pid>/stat across the run, divided by connections / GiB
-#   - idle RSS after start, and RSS per idle passthrough connection (IDLE
-#     TLS connections held open through the proxy)
-# The edge runs the Hearth policy with default tokio worker threads (one per
-# core); HAProxy gets `nbthread` equal to that. Neither logs per connection
-# (edge `log.level: warn`, HAProxy without `log`): this compares data paths.
+# Measured, for each proxy (SNI turn.hearth.test → nginx, passthrough), in
+# each client setup of SETUPS (`wrk threads:connections`):
+#   - new connections/s: wrk with `Connection: close` (one TLS handshake per
+#     request), and its p99 latency (wrk --latency);
+#   - keep-alive requests/s: wrk on persistent connections;
+#   - proxy CPU per connection / request: utime+stime of the proxy process
+#     (/proc/<pid>/stat) across the run, divided by requests;
+# and once:
+#   - syscalls per new connection: `strace -c -f` attached for
+#     SYSCALL_SECONDS of `wrk -t1 -c4` with `Connection: close`;
+#   - bulk: a 1 GiB download with curl (MB/s); CPU per GiB both as the proxy
+#     process's and as the WHOLE MACHINE's busy time (/proc/stat: user, nice,
+#     system, irq, softirq, steal) minus the same download done directly, so
+#     kernel work done on a proxy's behalf counts;
+#   - idle RSS after start, and RSS per idle passthrough connection;
+#   - terminate: CPU per new TLS connection of the edge terminating
+#     `hearth.test` (→ plain nginx) vs nginx terminating with the same
+#     certificate (edge.crt, ECDSA P-256).
+# Neither proxy logs per connection (edge `log.level: warn`, HAProxy
+# without `log`): this compares data paths. EDGE_YAML adds lines to the
+# edge's config (e.g. `workers: 1`) to measure a non-default setting.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
 DURATION=${DURATION:-8}        # seconds per wrk run
-CONNS=${CONNS:-50}             # wrk connections
+ROUNDS=${ROUNDS:-2}            # wrk rounds per target (averaged)
+NPROC=$(nproc)
+SETUPS=${SETUPS:-"1:32 $NPROC:50"}
 IDLE=${IDLE:-1000}             # idle connections for the RSS measurement
 BULK_GIB=${BULK_GIB:-1}        # size of the bulk file
-ROUNDS=${ROUNDS:-2}            # wrk rounds per target (averaged)
 BULK_REPEAT=${BULK_REPEAT:-3}  # bulk downloads per target (averaged)
+SYSCALL_SECONDS=${SYSCALL_SECONDS:-3}
 EDGE_LOG=${EDGE_LOG:-warn}     # `info` adds the edge's per-connection log line
+EDGE_YAML=${EDGE_YAML:-}       # extra edge config lines (default config when empty)
 NAME=turn.hearth.test          # passed through by the Hearth policy
-THREADS=$(nproc)               # the edge's tokio default: one worker per core
+APEX=hearth.test               # terminated by the Hearth policy
 EDGE_BIN=${EDGE_BIN:-$ROOT/target/release/hearth-wasm-edge}
 PYTHON=/usr/bin/python3        # Debian's, stdlib only
 CERTS=$ROOT/tests/peers/certs
 
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || { echo "missing '$1': apt-get install $2" >&2; exit 1; }; }
-need nginx nginx; need haproxy haproxy; need wrk wrk; need curl curl
+need nginx nginx; need haproxy haproxy; need wrk wrk; need curl curl; need strace strace
 [ -x "$PYTHON" ] || { echo "missing $PYTHON: apt-get install python3" >&2; exit 1; }
 [ -x "$EDGE_BIN" ] || cargo build --release -p hearth-wasm-edge
 ulimit -n "$(ulimit -Hn)"   # room for the idle connections (2 fds each per proxy)
@@ -61,18 +78,26 @@ wait_port() {
     done
     echo "nothing listening on $1" >&2; exit 1
 }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ticks() { # summed utime+stime of the given pids
+    local sum=0 p
+    for p in "$@"; do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+    echo "$sum"
+}
+machine_busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 CLK_TCK=$(getconf CLK_TCK)
+add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", a + b }'; }
 
-# --- the TLS backend: nginx serving a small body and a sparse 1 GiB file ---
-NGINX_PORT=$(free_port)
+# --- the backends: nginx with TLS (passthrough target, and the terminating
+# peer, both with a small body and a sparse 1 GiB file) and plain HTTP (the
+# edge's terminate backend) ---
+NGINX_PORT=$(free_port); NGINX_TERM_PORT=$(free_port); NGINX_PLAIN_PORT=$(free_port)
 mkdir -p "$WORK/nginx/www" "$WORK/nginx/tmp"
 printf 'hello from nginx\n' > "$WORK/nginx/www/small"
 truncate -s "${BULK_GIB}G" "$WORK/nginx/www/big"
 chmod -R a+rX "$WORK"          # nginx workers run as an unprivileged user
 cat > "$WORK/nginx/nginx.conf" <<CONF
-worker_processes $THREADS;
+worker_processes $NPROC;
 pid $WORK/nginx/nginx.pid;
 error_log stderr warn;
 worker_rlimit_nofile 16384;
@@ -82,46 +107,81 @@ http {
     client_body_temp_path $WORK/nginx/tmp; proxy_temp_path $WORK/nginx/tmp;
     fastcgi_temp_path $WORK/nginx/tmp; uwsgi_temp_path $WORK/nginx/tmp; scgi_temp_path $WORK/nginx/tmp;
     keepalive_requests 1000000;
+    root $WORK/nginx/www;
     server {
         listen 127.0.0.1:$NGINX_PORT ssl;
         ssl_certificate $CERTS/turn.crt;
         ssl_certificate_key $CERTS/turn.key;
         ssl_protocols TLSv1.2 TLSv1.3;
-        root $WORK/nginx/www;
+        location / { }
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PLAIN_PORT;
         location / { }
     }
 }
 CONF
 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e stderr -g 'daemon off;' &
 PIDS+=($!)
-wait_port "$NGINX_PORT"
+# The terminating peer: its own nginx (its CPU counted alone), one worker
+# per core like the edge's default, the edge's certificate.
+mkdir -p "$WORK/nginx-term"
+cat > "$WORK/nginx-term/nginx.conf" <<CONF
+worker_processes $NPROC;
+pid $WORK/nginx-term/nginx.pid;
+error_log stderr warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/tmp; proxy_temp_path $WORK/nginx/tmp;
+    fastcgi_temp_path $WORK/nginx/tmp; uwsgi_temp_path $WORK/nginx/tmp; scgi_temp_path $WORK/nginx/tmp;
+    root $WORK/nginx/www;
+    server {
+        listen 127.0.0.1:$NGINX_TERM_PORT ssl;
+        ssl_certificate $CERTS/edge.crt;
+        ssl_certificate_key $CERTS/edge.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / { }
+    }
+}
+CONF
+nginx -p "$WORK/nginx-term" -c "$WORK/nginx-term/nginx.conf" -e stderr -g 'daemon off;' &
+NGINX_TERM_PID=$!
+PIDS+=($NGINX_TERM_PID)
+wait_port "$NGINX_PORT"; wait_port "$NGINX_PLAIN_PORT"; wait_port "$NGINX_TERM_PORT"
 
-# --- the edge: Hearth policy, turn.<domain> passed through to nginx ---
+# --- the edge at its default config: Hearth policy, turn.<domain> passed
+# through to nginx, <domain> terminated to the plain nginx ---
 EDGE_PORT=$(free_port)
 cat > "$WORK/edge.yaml" <<CONF
 listen: "127.0.0.1:$EDGE_PORT"
 policy:
   path: "$ROOT/policies/hearth.wasm"
-  config: { domain: hearth.test }
+  config: { domain: $APEX }
 limits: { max_concurrent_conns: 8000 }
 backends:
   turn:       { addr: "127.0.0.1:$NGINX_PORT" }
   livekit:    { addr: "127.0.0.1:1" }
-  pocketbase: { addr: "127.0.0.1:1" }
+  pocketbase: { addr: "127.0.0.1:$NGINX_PLAIN_PORT" }
 tls:
   certificates:
     - { cert: "$CERTS/edge.crt", key: "$CERTS/edge.key" }
 log: { level: $EDGE_LOG, format: text }
+$EDGE_YAML
 CONF
 "$EDGE_BIN" --config "$WORK/edge.yaml" 2> "$WORK/edge.log" &
 EDGE_PID=$!
 PIDS+=($EDGE_PID)
 
-# --- HAProxy: TCP mode, SNI from the buffered hello, same backend ---
-HAPROXY_PORT=$(free_port)
-cat > "$WORK/haproxy.cfg" <<CONF
+# --- HAProxy: TCP mode, SNI from the buffered hello, same backend; one at
+# nbthread 1, one at its default thread count (one per core) ---
+declare -A PID PORT
+start_haproxy() { # name, nbthread line
+    local name=$1 threads=$2 port
+    port=$(free_port)
+    cat > "$WORK/$name.cfg" <<CONF
 global
-    nbthread $THREADS
+    $threads
     maxconn 8000
 defaults
     mode tcp
@@ -129,35 +189,45 @@ defaults
     timeout client 60s
     timeout server 60s
 frontend tls_in
-    bind 127.0.0.1:$HAPROXY_PORT
+    bind 127.0.0.1:$port
     tcp-request inspect-delay 5s
     tcp-request content accept if { req.ssl_hello_type 1 }
     use_backend turn if { req.ssl_sni -i $NAME }
 backend turn
     server nginx 127.0.0.1:$NGINX_PORT
 CONF
-haproxy -f "$WORK/haproxy.cfg" -db 2> "$WORK/haproxy.log" &
-HAPROXY_PID=$!
-PIDS+=($HAPROXY_PID)
+    haproxy -f "$WORK/$name.cfg" -db 2> "$WORK/$name.log" &
+    PID[$name]=$!
+    PIDS+=($!)
+    PORT[$name]=$port
+}
+start_haproxy haproxy1 "nbthread 1"
+start_haproxy haproxyN "# nbthread: HAProxy's default"
+PID[edge]=$EDGE_PID
+PORT[edge]=$EDGE_PORT
+PORT[direct]=$NGINX_PORT
+PROXIES="edge haproxy1 haproxyN"
+declare -A LABEL=([edge]="edge (default config)" [haproxy1]="HAProxy nbthread 1" [haproxyN]="HAProxy default threads" [direct]="nginx direct")
 
-# Idle RSS: after start, before any connection.
-for _ in $(seq 1 300); do grep -q . <(ss -ltnH "sport = :$EDGE_PORT") && break; sleep 0.05; done
-for _ in $(seq 1 300); do grep -q . <(ss -ltnH "sport = :$HAPROXY_PORT") && break; sleep 0.05; done
+for p in $PROXIES; do
+    wait_port "${PORT[$p]}"
+done
+sleep 0.5
 declare -A RSS_IDLE
-RSS_IDLE[edge]=$(rss_kib "$EDGE_PID")
-RSS_IDLE[haproxy]=$(rss_kib "$HAPROXY_PID")
-declare -A PID=([edge]=$EDGE_PID [haproxy]=$HAPROXY_PID)
-declare -A PORT=([edge]=$EDGE_PORT [haproxy]=$HAPROXY_PORT [direct]=$NGINX_PORT)
+for p in $PROXIES; do RSS_IDLE[$p]=$(rss_kib "${PID[$p]}"); done
+HAPROXY_THREADS=$(awk '/^Threads:/ {print $2}' "/proc/${PID[haproxyN]}/status")
 
-# Sanity: both proxies pass the name through to nginx (nginx's cert, its body).
-for p in edge haproxy; do
+# Sanity: every proxy passes the name through to nginx (nginx's cert, its body).
+for p in $PROXIES; do
     body=$(curl -sS --max-time 5 --cacert "$CERTS/ca.crt" --resolve "$NAME:${PORT[$p]}:127.0.0.1" "https://$NAME:${PORT[$p]}/small")
     [ "$body" = "hello from nginx" ] || { echo "$p does not pass $NAME through: '$body'" >&2; tail -20 "$WORK/$p.log" >&2; exit 1; }
 done
+body=$(curl -sS --max-time 5 --cacert "$CERTS/ca.crt" --resolve "$APEX:$EDGE_PORT:127.0.0.1" "https://$APEX:$EDGE_PORT/small")
+[ "$body" = "hello from nginx" ] || { echo "the edge does not terminate $APEX: '$body'" >&2; exit 1; }
 
 # --- RSS per idle passthrough connection ---
 declare -A RSS_PER_CONN
-for p in edge haproxy; do
+for p in edge haproxy1; do
     before=$(rss_kib "${PID[$p]}")
     coproc IDLER { "$PYTHON" "$ROOT/benches/macro/idle_conns.py" 127.0.0.1 "${PORT[$p]}" "$NAME" "$IDLE"; }
     read -r -t 60 line <&"${IDLER[0]}" || { echo "idle connections did not open through $p" >&2; exit 1; }
@@ -168,89 +238,158 @@ for p in edge haproxy; do
     echo "idle: $p $line, RSS $before → $after KiB" >&2
 done
 
-# --- wrk runs: new connections/s and keep-alive requests/s ---
-# Prints "<requests/s> <requests> <cpu seconds of the proxy> <socket errors>".
-wrk_run() { # target, extra wrk args...
-    local target=$1; shift
-    local t0=0 out
-    [ "$target" = direct ] || t0=$(ticks "${PID[$target]}")
-    out=$(wrk -t "$THREADS" -c "$CONNS" -d "${DURATION}s" -s "$ROOT/benches/macro/resolve.lua" "$@" \
-        "https://$NAME:${PORT[$target]}/small")
-    local t1=$t0
-    [ "$target" = direct ] || t1=$(ticks "${PID[$target]}")
-    local rps reqs errs
+# --- wrk runs ---
+# Prints "<requests/s> <requests> <cpu seconds of the pids> <p99 ms> <socket errors>".
+wrk_run() { # threads, connections, url host, port, pids ("" for none), extra wrk args...
+    local threads=$1 conns=$2 host=$3 port=$4 pids=$5; shift 5
+    local t0=0 t1=0 out
+    [ -z "$pids" ] || t0=$(ticks $pids)
+    out=$(wrk --latency -t "$threads" -c "$conns" -d "${DURATION}s" -s "$ROOT/benches/macro/resolve.lua" "$@" \
+        "https://$host:$port/small")
+    [ -z "$pids" ] || t1=$(ticks $pids)
+    local rps reqs errs p99
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     reqs=$(awk '/ requests in / {print $1}' <<<"$out")
     errs=$(awk '/Socket errors:/ {sub(/.*Socket errors: /, ""); gsub(/ /, ""); print}' <<<"$out")
-    echo "$rps $reqs $(awk -v d=$((t1 - t0)) -v h="$CLK_TCK" 'BEGIN { printf "%.2f", d / h }') ${errs:-none}"
+    p99=$(awk '$1 == "99%" { v = $2; u = v; sub(/[a-z]+$/, "", v); sub(/^[0-9.]+/, "", u);
+                             f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : 60000;
+                             printf "%.2f", v * f }' <<<"$out")
+    echo "$rps $reqs $(awk -v d=$((t1 - t0)) -v h="$CLK_TCK" 'BEGIN { printf "%.2f", d / h }') ${p99:-0} ${errs:-none}"
 }
-add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a + b }'; }
-# Alternate the proxies' order between rounds so neither always runs first.
-order() { if [ $(($1 % 2)) -eq 0 ]; then echo direct edge haproxy; else echo direct haproxy edge; fi; }
-declare -A CPS CPS_CPU CPS_N KA KA_CPU KA_N ERRS
-for p in direct edge haproxy; do CPS[$p]=0 CPS_CPU[$p]=0 CPS_N[$p]=0 KA[$p]=0 KA_CPU[$p]=0 KA_N[$p]=0 ERRS[$p]=""; done
-for round in $(seq 1 "$ROUNDS"); do
-    for p in $(order "$round"); do
-        read -r rps n cpu e1 < <(wrk_run "$p" -H 'Connection: close')
-        CPS[$p]=$(add "${CPS[$p]}" "$rps"); CPS_N[$p]=$((CPS_N[$p] + n)); CPS_CPU[$p]=$(add "${CPS_CPU[$p]}" "$cpu")
-        read -r rps2 n cpu e2 < <(wrk_run "$p")
-        KA[$p]=$(add "${KA[$p]}" "$rps2"); KA_N[$p]=$((KA_N[$p] + n)); KA_CPU[$p]=$(add "${KA_CPU[$p]}" "$cpu")
-        ERRS[$p]+="[close: $e1; keep-alive: $e2] "
-        echo "wrk round $round: $p conn/s=$rps keep-alive req/s=$rps2" >&2
+# Rotate the targets' order between rounds so none always runs first.
+order() {
+    local list=(direct $PROXIES) n i
+    n=${#list[@]}
+    for i in $(seq 0 $((n - 1))); do printf '%s ' "${list[$(((i + $1) % n))]}"; done
+}
+declare -A CPS CPS_CPU CPS_N CPS_P99 KA KA_CPU KA_N ERRS
+REPORT=$WORK/report.md
+for setup in $SETUPS; do
+    wt=${setup%%:*}; wc=${setup##*:}
+    for p in direct $PROXIES; do CPS[$p]=0 CPS_CPU[$p]=0 CPS_N[$p]=0 CPS_P99[$p]=0 KA[$p]=0 KA_CPU[$p]=0 KA_N[$p]=0 ERRS[$p]=""; done
+    for round in $(seq 1 "$ROUNDS"); do
+        for p in $(order "$round"); do
+            pids=""; [ "$p" = direct ] || pids=${PID[$p]}
+            read -r rps n cpu p99 e1 < <(wrk_run "$wt" "$wc" "$NAME" "${PORT[$p]}" "$pids" -H 'Connection: close')
+            CPS[$p]=$(add "${CPS[$p]}" "$rps"); CPS_N[$p]=$((CPS_N[$p] + n)); CPS_CPU[$p]=$(add "${CPS_CPU[$p]}" "$cpu")
+            CPS_P99[$p]=$(add "${CPS_P99[$p]}" "$p99")
+            read -r rps2 n cpu _ e2 < <(wrk_run "$wt" "$wc" "$NAME" "${PORT[$p]}" "$pids")
+            KA[$p]=$(add "${KA[$p]}" "$rps2"); KA_N[$p]=$((KA_N[$p] + n)); KA_CPU[$p]=$(add "${KA_CPU[$p]}" "$cpu")
+            ERRS[$p]+="[close: $e1; keep-alive: $e2] "
+            echo "wrk -t$wt -c$wc round $round: $p conn/s=$rps p99=${p99}ms keep-alive req/s=$rps2" >&2
+        done
     done
-done
-for p in direct edge haproxy; do
-    CPS[$p]=$(awk -v s="${CPS[$p]}" -v r="$ROUNDS" 'BEGIN { printf "%.0f", s / r }')
-    KA[$p]=$(awk -v s="${KA[$p]}" -v r="$ROUNDS" 'BEGIN { printf "%.0f", s / r }')
+    avg() { awk -v s="$1" -v r="$ROUNDS" 'BEGIN { printf "%.'"${2:-0}"'f", s / r }'; }
+    us() { awk -v c="$1" -v n="$2" 'BEGIN { if (n == 0) print "n/a"; else printf "%.1f", c * 1e6 / n }'; }
+    ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0 || a == "n/a" || b == "n/a") print "n/a"; else printf "%.2f×", a / b }'; }
+    for p in direct $PROXIES; do
+        CPS[$p]=$(avg "${CPS[$p]}"); KA[$p]=$(avg "${KA[$p]}"); CPS_P99[$p]=$(avg "${CPS_P99[$p]}" 2)
+    done
+    E_CPC=$(us "${CPS_CPU[edge]}" "${CPS_N[edge]}")
+    {
+    echo
+    echo "Clients \`wrk -t$wt -c$wc\`; HAProxy default = nbthread $HAPROXY_THREADS:"
+    echo
+    echo "| metric | edge | HAProxy nbthread 1 | edge ÷ it | HAProxy default | edge ÷ it | nginx direct | target |"
+    echo "|---|---|---|---|---|---|---|---|"
+    row() { # label, edge, h1, hN, direct, target
+        echo "| $1 | $2 | $3 | $(ratio "$2" "$3") | $4 | $(ratio "$2" "$4") | $5 | $6 |"
+    }
+    row "new connections/s (\`Connection: close\`)" "${CPS[edge]}" "${CPS[haproxy1]}" "${CPS[haproxyN]}" "${CPS[direct]}" "≥ 1.0×"
+    row "new-connection latency p99 (ms)" "${CPS_P99[edge]}" "${CPS_P99[haproxy1]}" "${CPS_P99[haproxyN]}" "${CPS_P99[direct]}" "≤ 1.0×"
+    row "proxy CPU per new connection (µs)" "$E_CPC" "$(us "${CPS_CPU[haproxy1]}" "${CPS_N[haproxy1]}")" "$(us "${CPS_CPU[haproxyN]}" "${CPS_N[haproxyN]}")" "" "≤ 0.7× nbthread 1"
+    row "keep-alive requests/s" "${KA[edge]}" "${KA[haproxy1]}" "${KA[haproxyN]}" "${KA[direct]}" "≥ 1.0×"
+    row "proxy CPU per keep-alive request (µs)" "$(us "${KA_CPU[edge]}" "${KA_N[edge]}")" "$(us "${KA_CPU[haproxy1]}" "${KA_N[haproxy1]}")" "$(us "${KA_CPU[haproxyN]}" "${KA_N[haproxyN]}")" "" ""
+    echo
+    echo "wrk socket errors — edge: ${ERRS[edge]}; nbthread 1: ${ERRS[haproxy1]}; default: ${ERRS[haproxyN]}; direct: ${ERRS[direct]}"
+    } >> "$REPORT"
 done
 
-# --- bulk download ---
+# --- syscalls per new connection (strace -c), edge vs HAProxy nbthread 1 ---
+declare -A SYSCALLS
+for p in edge haproxy1; do
+    strace -c -f -q -p "${PID[$p]}" -o "$WORK/strace-$p.txt" &
+    STRACE_PID=$!
+    sleep 1   # attached to every thread before the load starts
+    out=$(wrk -t1 -c4 -d "${SYSCALL_SECONDS}s" -s "$ROOT/benches/macro/resolve.lua" -H 'Connection: close' "https://$NAME:${PORT[$p]}/small")
+    sleep 0.5
+    kill -INT "$STRACE_PID"; wait "$STRACE_PID" 2>/dev/null || true
+    n=$(awk '/ requests in / {print $1}' <<<"$out")
+    calls=$(awk '$NF == "total" {print $(NF-2)}' "$WORK/strace-$p.txt")
+    SYSCALLS[$p]=$(awk -v c="${calls:-0}" -v n="$n" 'BEGIN { if (n == 0) print "n/a"; else printf "%.1f", c / n }')
+    echo "syscalls: $p $calls calls for $n connections" >&2
+    cp "$WORK/strace-$p.txt" "$ROOT/target/bench-strace-$p.txt" 2>/dev/null || true
+done
+
+# --- bulk download: proxy CPU and whole-machine CPU per GiB ---
 # One discarded direct download first, so no measured run pays for first
 # touches of the file's pages.
 curl -sS --max-time 120 -k --resolve "$NAME:$NGINX_PORT:127.0.0.1" -o /dev/null "https://$NAME:$NGINX_PORT/big"
-declare -A BULK_MBS BULK_CPU
-for p in direct edge haproxy; do BULK_MBS[$p]=0 BULK_CPU[$p]=0; done
+declare -A BULK_MBS BULK_CPU BULK_MACHINE
+for p in direct $PROXIES; do BULK_MBS[$p]=0 BULK_CPU[$p]=0 BULK_MACHINE[$p]=0; done
 for round in $(seq 1 "$BULK_REPEAT"); do
     for p in $(order "$round"); do
         t0=0; [ "$p" = direct ] || t0=$(ticks "${PID[$p]}")
+        m0=$(machine_busy)
         read -r speed size < <(curl -sS --max-time 120 --cacert "$CERTS/ca.crt" --resolve "$NAME:${PORT[$p]}:127.0.0.1" \
             -o /dev/null -w '%{speed_download} %{size_download}\n' "https://$NAME:${PORT[$p]}/big")
+        m1=$(machine_busy)
         t1=$t0; [ "$p" = direct ] || t1=$(ticks "${PID[$p]}")
         [ "$size" -eq $((BULK_GIB << 30)) ] || { echo "bulk through $p: got $size bytes" >&2; exit 1; }
         BULK_MBS[$p]=$(add "${BULK_MBS[$p]}" "$(awk -v s="$speed" 'BEGIN { print s / 1e6 }')")
         BULK_CPU[$p]=$(add "${BULK_CPU[$p]}" "$(awk -v d=$((t1 - t0)) -v h="$CLK_TCK" 'BEGIN { print d / h }')")
+        BULK_MACHINE[$p]=$(add "${BULK_MACHINE[$p]}" "$(awk -v d=$((m1 - m0)) -v h="$CLK_TCK" 'BEGIN { print d / h }')")
         echo "bulk round $round: $p $(awk -v s="$speed" 'BEGIN { printf "%.0f", s / 1e6 }') MB/s" >&2
     done
 done
-for p in direct edge haproxy; do
+for p in direct $PROXIES; do
     BULK_MBS[$p]=$(awk -v s="${BULK_MBS[$p]}" -v r="$BULK_REPEAT" 'BEGIN { printf "%.0f", s / r }')
     BULK_CPU[$p]=$(awk -v s="${BULK_CPU[$p]}" -v r="$BULK_REPEAT" -v g="$BULK_GIB" 'BEGIN { printf "%.2f", s / (r * g) }')
+    BULK_MACHINE[$p]=$(awk -v s="${BULK_MACHINE[$p]}" -v r="$BULK_REPEAT" -v g="$BULK_GIB" 'BEGIN { printf "%.2f", s / (r * g) }')
+done
+declare -A BULK_EXTRA
+for p in $PROXIES; do
+    BULK_EXTRA[$p]=$(awk -v a="${BULK_MACHINE[$p]}" -v d="${BULK_MACHINE[direct]}" 'BEGIN { printf "%.2f", a - d }')
+done
+
+# --- terminate: CPU per new TLS connection, edge vs nginx, same certificate ---
+declare -A TERM_CPS TERM_CPU TERM_N
+for p in edge nginx; do TERM_CPS[$p]=0 TERM_CPU[$p]=0 TERM_N[$p]=0; done
+for round in $(seq 1 "$ROUNDS"); do
+    for p in edge nginx; do
+        if [ "$p" = edge ]; then port=$EDGE_PORT pids=$EDGE_PID
+        else port=$NGINX_TERM_PORT pids="$(pgrep -P "$NGINX_TERM_PID" | tr '\n' ' ')$NGINX_TERM_PID"; fi
+        read -r rps n cpu _ _ < <(wrk_run 1 32 "$APEX" "$port" "$pids" -H 'Connection: close')
+        TERM_CPS[$p]=$(add "${TERM_CPS[$p]}" "$rps"); TERM_N[$p]=$((TERM_N[$p] + n)); TERM_CPU[$p]=$(add "${TERM_CPU[$p]}" "$cpu")
+        echo "terminate round $round: $p conn/s=$rps" >&2
+    done
 done
 
 # --- report ---
-per_conn_us() { awk -v c="$1" -v n="$2" 'BEGIN { printf "%.1f", c * 1e6 / n }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f×", a / b }'; }
-E_CPC=$(per_conn_us "${CPS_CPU[edge]}" "${CPS_N[edge]}")
-H_CPC=$(per_conn_us "${CPS_CPU[haproxy]}" "${CPS_N[haproxy]}")
-E_KAC=$(per_conn_us "${KA_CPU[edge]}" "${KA_N[edge]}")
-H_KAC=$(per_conn_us "${KA_CPU[haproxy]}" "${KA_N[haproxy]}")
-E_RSS=$(awk -v k="${RSS_IDLE[edge]}" 'BEGIN { printf "%.1f", k / 1024 }')
-H_RSS=$(awk -v k="${RSS_IDLE[haproxy]}" 'BEGIN { printf "%.1f", k / 1024 }')
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0 || a == "n/a" || b == "n/a") print "n/a"; else printf "%.2f×", a / b }'; }
+us() { awk -v c="$1" -v n="$2" 'BEGIN { if (n == 0) print "n/a"; else printf "%.1f", c * 1e6 / n }'; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 mkdir -p "$ROOT/target"
 {
-echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), loopback;"
-echo "edge log level $EDGE_LOG; wrk -t$THREADS -c$CONNS -d${DURATION}s × $ROUNDS rounds, $IDLE idle connections, ${BULK_GIB} GiB bulk × $BULK_REPEAT; HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), nginx $(nginx -v 2>&1 | cut -d/ -f2)."
+echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $NPROC cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), loopback;"
+echo "edge $( [ -n "$EDGE_YAML" ] && echo "with \`$EDGE_YAML\`" || echo "at its default config" ), log level $EDGE_LOG; wrk ${DURATION}s × $ROUNDS rounds per setup, $IDLE idle connections, ${BULK_GIB} GiB bulk × $BULK_REPEAT; HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), nginx $(nginx -v 2>&1 | cut -d/ -f2)."
+cat "$REPORT"
 echo
-echo "| metric | edge | HAProxy | edge ÷ HAProxy | nginx direct | target |"
-echo "|---|---|---|---|---|---|"
-echo "| new connections/s (\`Connection: close\`) | ${CPS[edge]} | ${CPS[haproxy]} | $(ratio "${CPS[edge]}" "${CPS[haproxy]}") | ${CPS[direct]} | ≥ 1.0× |"
-echo "| CPU per connection (µs) | $E_CPC | $H_CPC | $(ratio "$E_CPC" "$H_CPC") | | ≤ 0.7× |"
-echo "| keep-alive requests/s | ${KA[edge]} | ${KA[haproxy]} | $(ratio "${KA[edge]}" "${KA[haproxy]}") | ${KA[direct]} | |"
-echo "| CPU per keep-alive request (µs) | $E_KAC | $H_KAC | $(ratio "$E_KAC" "$H_KAC") | | |"
-echo "| bulk download (MB/s) | ${BULK_MBS[edge]} | ${BULK_MBS[haproxy]} | $(ratio "${BULK_MBS[edge]}" "${BULK_MBS[haproxy]}") | ${BULK_MBS[direct]} | |"
-echo "| CPU per GiB relayed (s) | ${BULK_CPU[edge]} | ${BULK_CPU[haproxy]} | $(ratio "${BULK_CPU[edge]}" "${BULK_CPU[haproxy]}") | | ≤ 0.5× |"
-echo "| idle RSS (MiB) | $E_RSS | $H_RSS | $(ratio "$E_RSS" "$H_RSS") | | edge ≤ 20 MB |"
-echo "| RSS per idle passthrough connection (KiB) | ${RSS_PER_CONN[edge]} | ${RSS_PER_CONN[haproxy]} | $(ratio "${RSS_PER_CONN[edge]}" "${RSS_PER_CONN[haproxy]}") | | ≤ 10 KiB |"
+echo "Once per run:"
 echo
-echo "wrk socket errors — edge: ${ERRS[edge]}; HAProxy: ${ERRS[haproxy]}; direct: ${ERRS[direct]}"
+echo "| metric | edge | HAProxy nbthread 1 | edge ÷ it | HAProxy default | edge ÷ it | nginx direct | target |"
+echo "|---|---|---|---|---|---|---|---|"
+echo "| syscalls per new connection (strace -c) | ${SYSCALLS[edge]} | ${SYSCALLS[haproxy1]} | $(ratio "${SYSCALLS[edge]}" "${SYSCALLS[haproxy1]}") | | | | |"
+echo "| bulk download (MB/s) | ${BULK_MBS[edge]} | ${BULK_MBS[haproxy1]} | $(ratio "${BULK_MBS[edge]}" "${BULK_MBS[haproxy1]}") | ${BULK_MBS[haproxyN]} | $(ratio "${BULK_MBS[edge]}" "${BULK_MBS[haproxyN]}") | ${BULK_MBS[direct]} | |"
+echo "| proxy CPU per GiB relayed (s) | ${BULK_CPU[edge]} | ${BULK_CPU[haproxy1]} | $(ratio "${BULK_CPU[edge]}" "${BULK_CPU[haproxy1]}") | ${BULK_CPU[haproxyN]} | $(ratio "${BULK_CPU[edge]}" "${BULK_CPU[haproxyN]}") | | |"
+echo "| whole-machine CPU per GiB beyond direct (s) | ${BULK_EXTRA[edge]} | ${BULK_EXTRA[haproxy1]} | $(ratio "${BULK_EXTRA[edge]}" "${BULK_EXTRA[haproxy1]}") | ${BULK_EXTRA[haproxyN]} | $(ratio "${BULK_EXTRA[edge]}" "${BULK_EXTRA[haproxyN]}") | ${BULK_MACHINE[direct]} (direct, total) | ≤ 0.5× |"
+echo "| idle RSS (MiB) | $(mib "${RSS_IDLE[edge]}") | $(mib "${RSS_IDLE[haproxy1]}") | $(ratio "${RSS_IDLE[edge]}" "${RSS_IDLE[haproxy1]}") | $(mib "${RSS_IDLE[haproxyN]}") | $(ratio "${RSS_IDLE[edge]}" "${RSS_IDLE[haproxyN]}") | | edge ≤ 20 MB |"
+echo "| RSS per idle passthrough connection (KiB) | ${RSS_PER_CONN[edge]} | ${RSS_PER_CONN[haproxy1]} | $(ratio "${RSS_PER_CONN[edge]}" "${RSS_PER_CONN[haproxy1]}") | | | | ≤ 10 KiB |"
+echo
+echo "Terminate (\`wrk -t1 -c32\`, \`Connection: close\`, ECDSA P-256 edge.crt; the edge forwards to a plain nginx, nginx answers itself):"
+echo
+echo "| metric | edge | nginx terminating | edge ÷ nginx | target |"
+echo "|---|---|---|---|---|"
+echo "| new TLS connections/s | $(awk -v s="${TERM_CPS[edge]}" -v r="$ROUNDS" 'BEGIN { printf "%.0f", s / r }') | $(awk -v s="${TERM_CPS[nginx]}" -v r="$ROUNDS" 'BEGIN { printf "%.0f", s / r }') | $(ratio "${TERM_CPS[edge]}" "${TERM_CPS[nginx]}") | |"
+echo "| CPU per TLS handshake (µs) | $(us "${TERM_CPU[edge]}" "${TERM_N[edge]}") | $(us "${TERM_CPU[nginx]}" "${TERM_N[nginx]}") | $(ratio "$(us "${TERM_CPU[edge]}" "${TERM_N[edge]}")" "$(us "${TERM_CPU[nginx]}" "${TERM_N[nginx]}")") | ≤ 1.0× |"
 } | tee "$ROOT/target/bench-macro.md"
