@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# Builds the shipped policies and the runtime's test guests as wasm32-wasip2
-# components with the workspace's `policy` profile, and copies the shipped
-# ones next to this script (policies/hearth.wasm, policies/sni-table.wasm,
-# policies/web-gate.wasm),
-# where they are committed.
+# Builds the shipped policies and handlers and the runtime's test guests as
+# wasm32-wasip2 components with the workspace's `policy` profile, and copies
+# the shipped ones where they are committed (policies/hearth.wasm,
+# policies/sni-table.wasm, policies/web-gate.wasm, handlers/lk-jwt.wasm).
 #
 #   policies/build.sh                 build everything, update policies/*.wasm
 #   policies/build.sh --check         build, then compare byte for byte with the
-#                                     committed policies/*.wasm; fail naming any
+#                                     committed .wasm files; fail naming any
 #                                     stale file (nothing is overwritten)
 #   policies/build.sh PKG...          build only these packages (shipped ones
 #                                     among them are copied or checked)
@@ -27,11 +26,12 @@ readonly PROFILE=policy
 readonly WORKSPACE_PREFIX=/hearth-wasm-edge
 readonly CARGO_HOME_PREFIX=/cargo
 
-# package:artifact in target dir:file shipped in policies/
+# package:artifact in target dir:committed file (from the workspace root)
 readonly SHIPPED=(
-    "hearth-policy:hearth_policy.wasm:hearth.wasm"
-    "sni-table-policy:sni_table_policy.wasm:sni-table.wasm"
-    "web-gate-policy:web_gate_policy.wasm:web-gate.wasm"
+    "hearth-policy:hearth_policy.wasm:policies/hearth.wasm"
+    "sni-table-policy:sni_table_policy.wasm:policies/sni-table.wasm"
+    "web-gate-policy:web_gate_policy.wasm:policies/web-gate.wasm"
+    "lk-jwt-handler:lk_jwt_handler.wasm:handlers/lk-jwt.wasm"
 )
 # package:crate directory
 readonly TEST_GUESTS=(
@@ -39,6 +39,7 @@ readonly TEST_GUESTS=(
     "guest-spin:tests/guests/spin"
     "guest-hog:tests/guests/hog"
     "guest-wasi-probe:tests/guests/wasi-probe"
+    "guest-http-probe:tests/guests/http-probe"
 )
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -115,12 +116,12 @@ for entry in "${SHIPPED[@]}"; do
     built="$out/$artifact"
     [[ -f "$built" ]] || die "$pkg built no $built"
     if ((check)); then
-        if ! cmp -s "$built" "$here/$shipped"; then
-            stale+=("policies/$shipped")
+        if ! cmp -s "$built" "$workspace/$shipped"; then
+            stale+=("$shipped")
         fi
     else
-        cp "$built" "$here/$shipped"
-        echo "policies/$shipped: $(wc -c <"$here/$shipped") bytes"
+        cp "$built" "$workspace/$shipped"
+        echo "$shipped: $(wc -c <"$workspace/$shipped") bytes"
     fi
 done
 
@@ -132,5 +133,5 @@ if ((${#stale[@]})); then
     die "stale (rebuild with policies/build.sh and commit): ${stale[*]}"
 fi
 if ((check)); then
-    echo "policies/*.wasm are up to date"
+    echo "policies/*.wasm and handlers/*.wasm are up to date"
 fi

@@ -11,6 +11,7 @@
 
 mod duration;
 mod field;
+mod handlers;
 mod http;
 mod locate;
 mod raw;
@@ -23,9 +24,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use handlers::HandlerConfig;
 pub use http::{
     Balance, Cidr, Eject, ForwardAuth, HealthCheck, HttpRoute, PlainListener, PoolSettings,
-    RouteSet, UpstreamProtocol,
+    RouteSet, RouteTarget, UpstreamProtocol,
 };
 pub use raw::LogFormat;
 pub use values::BackendAddr;
@@ -58,6 +60,8 @@ pub struct Config {
     pub http_routes: BTreeMap<String, RouteSet>,
     /// Plain-HTTP listeners (no TLS) into a route set.
     pub plain_listen: Vec<PlainListener>,
+    /// `wasi:http` components by name (a route may name one).
+    pub handlers: BTreeMap<String, HandlerConfig>,
     /// Certificates for terminated connections.
     pub tls: TlsSettings,
     /// Logging.
@@ -383,8 +387,18 @@ impl Config {
             policy_override: policy,
             default_data_dir: default_data_dir(),
         };
-        validate::validate(raw, &cx)
-            .map_err(|e| invalid(locations.find(&e.path), e.path, e.message))
+        let mut config = validate::validate(raw, &cx)
+            .map_err(|e| invalid(locations.find(&e.path), e.path, e.message))?;
+        for handler in config.handlers.values_mut() {
+            let field = std::mem::take(&mut handler.component_at);
+            let position = locations.find(&field);
+            let mut at = file.to_owned();
+            if let Some(p) = position {
+                at.push_str(&format!(":{}:{}", p.line, p.column));
+            }
+            handler.component_at = format!("{at}: {field}");
+        }
+        Ok(config)
     }
 }
 

@@ -24,11 +24,19 @@ pub enum Side {
     Policy,
     /// The edge itself: a bug or missing setup.
     Internal,
+    /// A handler component: trapped, too slow, out of memory, no answer.
+    Handler,
 }
 
 impl Side {
     /// Every side, in label order.
-    pub const ALL: [Side; 4] = [Side::Client, Side::Backend, Side::Policy, Side::Internal];
+    pub const ALL: [Side; 5] = [
+        Side::Client,
+        Side::Backend,
+        Side::Policy,
+        Side::Internal,
+        Side::Handler,
+    ];
 
     /// The label used in logs and metrics.
     pub fn as_str(self) -> &'static str {
@@ -37,6 +45,7 @@ impl Side {
             Side::Backend => "backend",
             Side::Policy => "policy",
             Side::Internal => "internal",
+            Side::Handler => "handler",
         }
     }
 }
@@ -116,7 +125,7 @@ impl ConnError {
     pub fn alert(&self) -> Alert {
         match self.side() {
             Side::Client | Side::Backend => Alert::Close,
-            Side::Policy | Side::Internal => Alert::InternalError,
+            Side::Policy | Side::Internal | Side::Handler => Alert::InternalError,
         }
     }
 }

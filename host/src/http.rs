@@ -9,6 +9,7 @@
 //! - `http/headers.rs`: hop-by-hop and forwarding headers.
 //! - `http/policy.rs`: the policy's `on-request`, for an `http-policy`.
 //! - `http/forward_auth.rs`: the authorization subrequest.
+//! - `http/hosted.rs`: a route answered by a handler component.
 //! - `http/client.rs`: connections to backends, per pool member.
 //! - `http/h1.rs`: HTTP/1.1 toward backends.
 //! - `http/body.rs`: the body type of both directions.
@@ -25,6 +26,7 @@ mod forward_auth;
 mod h1;
 mod handler;
 mod headers;
+mod hosted;
 mod policy;
 mod routes;
 
@@ -38,6 +40,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use error::HttpError;
+pub use hosted::Handlers;
 
 use crate::config::Config;
 use crate::decide::Decide;
@@ -53,6 +56,8 @@ pub struct Http {
     /// Set only for a policy of the `http-policy` world: plain policies
     /// cost requests nothing.
     policy: Option<Arc<dyn Decide>>,
+    /// The handler components routes may name, loaded with this config.
+    handlers: Arc<Handlers>,
     metrics: Arc<Metrics>,
 }
 
@@ -93,11 +98,13 @@ impl ConnInfo {
 
 impl Http {
     /// The HTTP side of every backend of `config`, over `pools`; `policy`
-    /// is asked about each request if it handles requests.
+    /// is asked about each request if it handles requests; `handlers`
+    /// answer the routes that name them.
     pub fn new(
         config: Arc<Config>,
         pools: &Upstreams,
         policy: &Arc<dyn Decide>,
+        handlers: Arc<Handlers>,
         metrics: Arc<Metrics>,
     ) -> Http {
         let upstreams = config
@@ -112,6 +119,7 @@ impl Http {
             config,
             upstreams,
             policy: policy.handles_requests().then(|| policy.clone()),
+            handlers,
             metrics,
         }
     }

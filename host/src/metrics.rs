@@ -80,6 +80,14 @@ pub struct Metrics {
     /// HTTP mode: time from a request's head to its answer's head, by
     /// backend (`-` for answers the edge made itself).
     http_latency: Mutex<BTreeMap<String, Histogram>>,
+    /// Handlers: requests by (handler, status).
+    handler_requests: Labelled<(String, String)>,
+    /// Handlers: requests that got no answer, by (handler, kind).
+    handler_failures: Labelled<(String, String)>,
+    /// Handlers: outgoing requests by (handler, result).
+    handler_outbound: Labelled<(String, String)>,
+    /// Handlers: time to the answer's head, by handler.
+    handler_latency: Mutex<BTreeMap<String, Histogram>>,
     reloads: Labelled<&'static str>,
     /// Unix time of the last successful load or reload, and whether the
     /// last attempt succeeded.
@@ -146,6 +154,12 @@ pub struct Snapshot {
     pub shadow_decisions: u64,
     /// See [`Metrics::shadow_disagreements`].
     pub shadow_disagreements: u64,
+    /// Handler requests by (handler, status).
+    pub handler_requests: BTreeMap<(String, String), u64>,
+    /// Handler requests without an answer by (handler, kind).
+    pub handler_failures: BTreeMap<(String, String), u64>,
+    /// Handlers' outgoing requests by (handler, result).
+    pub handler_outbound: BTreeMap<(String, String), u64>,
 }
 
 /// Counters by label, bounded in the number of labels.
@@ -227,6 +241,10 @@ impl Default for Metrics {
             hello_size: Histogram::new(Buckets::Bytes(HELLO_BYTES)),
             dial_latency: Mutex::new(BTreeMap::new()),
             http_latency: Mutex::new(BTreeMap::new()),
+            handler_requests: Labelled::default(),
+            handler_failures: Labelled::default(),
+            handler_outbound: Labelled::default(),
+            handler_latency: Mutex::new(BTreeMap::new()),
             reloads: Labelled::default(),
             last_reload: Mutex::new((0, false)),
             shadow_decisions: AtomicU64::new(0),
@@ -325,6 +343,28 @@ impl Metrics {
         observe_by_label(&self.http_latency, backend, HTTP_SECONDS, took);
     }
 
+    /// Counts a request a handler was asked to answer, with its status
+    /// and the time to the answer's head.
+    pub fn handler_request(&self, handler: &str, status: u16, took: Duration) {
+        self.handler_requests
+            .add((handler.to_owned(), status.to_string()), 1);
+        observe_by_label(&self.handler_latency, handler, HTTP_SECONDS, took);
+    }
+
+    /// Counts a handler request that got no answer: `trap`, `timeout`,
+    /// `memory`, `busy` or `no_answer`.
+    pub fn handler_failure(&self, handler: &str, kind: &'static str) {
+        self.handler_failures
+            .add((handler.to_owned(), kind.to_owned()), 1);
+    }
+
+    /// Counts an outgoing request of a handler: `ok`, `refused`, `timeout`
+    /// or `error`.
+    pub fn handler_outbound(&self, handler: &str, result: &'static str) {
+        self.handler_outbound
+            .add((handler.to_owned(), result.to_owned()), 1);
+    }
+
     /// Counts a failed dial.
     pub fn dial_failure(&self, backend: &str) {
         self.dial_failures.fetch_add(1, Ordering::Relaxed);
@@ -371,7 +411,23 @@ impl Metrics {
             reloads: self.reloads.snapshot(),
             shadow_decisions: load(&self.shadow_decisions),
             shadow_disagreements: load(&self.shadow_disagreements),
+            handler_requests: self.handler_requests.snapshot(),
+            handler_failures: self.handler_failures.snapshot(),
+            handler_outbound: self.handler_outbound.snapshot(),
         }
+    }
+}
+
+impl hearth_edge_policy::handler::HandlerObserver for Metrics {
+    fn outbound(&self, handler: &str, result: hearth_edge_policy::handler::OutboundResult) {
+        use hearth_edge_policy::handler::OutboundResult;
+        let result = match result {
+            OutboundResult::Ok => "ok",
+            OutboundResult::Refused => "refused",
+            OutboundResult::Timeout => "timeout",
+            OutboundResult::Error => "error",
+        };
+        self.handler_outbound(handler, result);
     }
 }
 

@@ -46,7 +46,7 @@ pub use listener::bind as bind_listener;
 
 use crate::config::Config;
 pub use crate::decide::Decide;
-use crate::http::Http;
+use crate::http::{Handlers, Http};
 use crate::metrics::Metrics;
 use crate::sync::{read, write};
 use crate::tls::{self, CertSource, Challenges};
@@ -138,15 +138,17 @@ impl Edge {
         certs: Arc<dyn CertSource>,
     ) -> Result<Edge, StartError> {
         let metrics = Arc::new(Metrics::default());
-        Edge::bind_full(config, policy, None, certs, None, metrics)
+        Edge::bind_full(config, policy, None, Arc::default(), certs, None, metrics)
     }
 
     /// [`Edge::bind`] with a shadow policy compared against `policy`, the
-    /// ACME validations to answer (`challenges`) and the counters to use.
+    /// handler components routes name, the ACME validations to answer
+    /// (`challenges`) and the counters to use.
     pub fn bind_full(
         config: Arc<Config>,
         policy: Arc<dyn Decide>,
         shadow: Option<Arc<dyn Decide>>,
+        handlers: Arc<Handlers>,
         certs: Arc<dyn CertSource>,
         challenges: Option<Arc<dyn Challenges>>,
         metrics: Arc<Metrics>,
@@ -179,6 +181,7 @@ impl Edge {
             config.clone(),
             policy,
             shadow,
+            handlers,
             certs,
             metrics.clone(),
             fixed.clone(),
@@ -322,6 +325,7 @@ impl Shared {
         config: Arc<Config>,
         policy: Arc<dyn Decide>,
         shadow: Option<Arc<dyn Decide>>,
+        handlers: Arc<Handlers>,
         certs: Arc<dyn CertSource>,
         metrics: Arc<Metrics>,
         fixed: Fixed,
@@ -333,6 +337,7 @@ impl Shared {
             config.clone(),
             &upstreams,
             &policy,
+            handlers,
             metrics.clone(),
         ));
         Ok(Shared {
@@ -356,7 +361,8 @@ fn current(live: &Live) -> Arc<Shared> {
 // === impl Reloader ===
 
 impl Reloader {
-    /// Makes `config`, `policy` and `shadow` the ones new connections use;
+    /// Makes `config`, `policy`, `shadow` and `handlers` the ones new
+    /// connections use (requests in flight finish on theirs);
     /// established connections keep theirs. Everything is built before the
     /// swap, so a failure leaves the running generation in place.
     /// `listen` and `limits.max_concurrent_conns` keep their values from
@@ -366,12 +372,14 @@ impl Reloader {
         config: Arc<Config>,
         policy: Arc<dyn Decide>,
         shadow: Option<Arc<dyn Decide>>,
+        handlers: Arc<Handlers>,
         certs: Arc<dyn CertSource>,
     ) -> Result<(), StartError> {
         let next = Arc::new(Shared::new(
             config,
             policy,
             shadow,
+            handlers,
             certs,
             self.metrics.clone(),
             self.fixed.clone(),

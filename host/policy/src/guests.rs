@@ -19,6 +19,9 @@ pub const SPIN: &str = "guest_spin.wasm";
 pub const HOG: &str = "guest_hog.wasm";
 /// Reports which WASI capabilities worked in its reject reason.
 pub const WASI_PROBE: &str = "guest_wasi_probe.wasm";
+/// A `wasi:http/proxy` handler that echoes, fetches, traps, spins and
+/// hogs memory by path (`tests/guests/http-probe`).
+pub const HTTP_PROBE: &str = "guest_http_probe.wasm";
 
 /// The path of test guest `file` (one of the consts above). Panics with the
 /// command to run when it has not been built.
@@ -27,7 +30,8 @@ pub fn guest(file: &str) -> PathBuf {
     assert!(
         path.is_file(),
         "{} is missing: run policies/build.sh first (or `cargo build --profile policy \
-         --target wasm32-wasip2 -p guest-trap -p guest-spin -p guest-hog -p guest-wasi-probe`)",
+         --target wasm32-wasip2 -p guest-trap -p guest-spin -p guest-hog -p guest-wasi-probe \
+         -p guest-http-probe`)",
         path.display()
     );
     path

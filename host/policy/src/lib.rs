@@ -17,6 +17,8 @@
 //! - [`describe`]: decisions and alert names in words, for every reader.
 //! - [`guests`]: where the test guests and shipped policies are built.
 //! - [`harness`]: test cases for a policy (`hearth-wasm-edge test`, `explain`).
+//! - [`handler`]: `wasi:http/proxy` components that answer HTTP requests
+//!   (their own async engine; outbound requests default deny).
 //!
 //! The data path (in the `hearth-wasm-edge` crate) only sees [`Runtime`],
 //! [`Policy`], the WIT types re-exported here, and [`PolicyError`].
@@ -55,6 +57,7 @@ pub mod bindings;
 pub mod config;
 pub mod describe;
 pub mod guests;
+pub mod handler;
 pub mod harness;
 
 mod cache;

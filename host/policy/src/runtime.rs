@@ -103,8 +103,9 @@ struct Inner {
     _ticker: Ticker,
 }
 
-/// The background thread that advances the engine's epoch every tick.
-struct Ticker {
+/// The background thread that advances an engine's epoch every tick while
+/// calls run (`handler.rs` has one too).
+pub(crate) struct Ticker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -154,10 +155,14 @@ impl Runtime {
             log_sink: RwLock::new(None),
             calls_in_flight: AtomicUsize::new(0),
         });
-        let ticker =
-            Ticker::start(engine.clone(), options.epoch_tick, shared.clone()).map_err(|e| {
-                LoadError::Runtime(format!("cannot start the epoch ticker thread: {e}"))
-            })?;
+        let busy = shared.clone();
+        let ticker = Ticker::start(
+            engine.clone(),
+            options.epoch_tick,
+            "policy-epoch",
+            move || busy.calls_in_flight.load(Ordering::SeqCst) != 0,
+        )
+        .map_err(|e| LoadError::Runtime(format!("cannot start the epoch ticker thread: {e}")))?;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
@@ -300,12 +305,25 @@ impl Runtime {
 
 /// The engine settings: component model, epoch interruption, pooling.
 fn engine_config() -> Config {
+    pooled_config(POOL_INSTANCES, MAX_POLICY_MEMORY, |_| {})
+}
+
+/// Component model, epoch interruption, and a pool of `instances`
+/// component instances of up to `max_memory` bytes each (room for each
+/// one's shims: 8 core instances, 2 memories, 4 tables); `more` adjusts the
+/// pool further. Shared by the policy and handler engines.
+pub(crate) fn pooled_config(
+    instances: u32,
+    max_memory: u64,
+    more: impl FnOnce(&mut PoolingAllocationConfig),
+) -> Config {
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(POOL_INSTANCES)
-        .total_core_instances(POOL_INSTANCES * CORE_INSTANCES_PER_POLICY)
-        .total_memories(POOL_INSTANCES * MEMORIES_PER_POLICY)
-        .total_tables(POOL_INSTANCES * TABLES_PER_POLICY)
-        .max_memory_size(usize::try_from(MAX_POLICY_MEMORY).unwrap_or(usize::MAX));
+    pool.total_component_instances(instances)
+        .total_core_instances(instances * CORE_INSTANCES_PER_POLICY)
+        .total_memories(instances * MEMORIES_PER_POLICY)
+        .total_tables(instances * TABLES_PER_POLICY)
+        .max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX));
+    more(&mut pool);
     let mut config = Config::new();
     config
         .wasm_component_model(true)
@@ -333,19 +351,21 @@ const IDLE_TICKS: u32 = 4;
 // === impl Ticker ===
 
 impl Ticker {
-    fn start(
+    /// Ticks `engine` every `tick` while `busy()` says a call runs.
+    pub(crate) fn start(
         engine: Engine,
         tick: Duration,
-        shared: Arc<RuntimeShared>,
+        thread_name: &str,
+        busy: impl Fn() -> bool + Send + 'static,
     ) -> std::io::Result<Ticker> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
-            .name("policy-epoch".into())
+            .name(thread_name.into())
             .spawn(move || {
                 let mut next = Instant::now() + tick;
                 while !flag.load(Ordering::Relaxed) {
-                    if shared.calls_in_flight.load(Ordering::SeqCst) == 0 {
+                    if !busy() {
                         // Nothing to time: look again later, and count no
                         // tick for the time slept, so a call that starts
                         // meanwhile is never cut before its `max_time`

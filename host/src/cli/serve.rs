@@ -7,11 +7,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use hearth_edge_policy::handler::HandlerRuntime;
 use hearth_edge_policy::{Policy, Runtime, RuntimeOptions};
 use rustls::sign::CertifiedKey;
 use tokio::signal::unix::{SignalKind, signal};
@@ -20,6 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::admin::{self, AdminState, Health};
 use crate::config::Config;
+use crate::http::Handlers;
 use crate::metrics::Metrics;
 use crate::proxy::{Decide, Edge, Reloader};
 use crate::sync::lock;
@@ -44,7 +46,8 @@ pub fn run(config: Option<PathBuf>, policy: Option<PathBuf>) -> anyhow::Result<E
     let config = Arc::new(source.load()?);
     crate::logging::init(&config.log);
     let runtime = policy_runtime()?;
-    let policies = load_policies(&config, &runtime)?;
+    let metrics = Arc::new(Metrics::default());
+    let policies = load_policies(&config, &runtime, &metrics)?;
     // Connections run on the worker threads (`workers`, `proxy/workers.rs`);
     // this runtime keeps reloads, signals, the admin listener, ACME and
     // health checks (and the connections too with `workers: 1`).
@@ -53,14 +56,15 @@ pub fn run(config: Option<PathBuf>, policy: Option<PathBuf>) -> anyhow::Result<E
         .enable_all()
         .build()
         .context("starting tokio")?;
-    tokio.block_on(serve(source, config, runtime, policies))?;
+    tokio.block_on(serve(source, config, runtime, policies, metrics))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Validates a config, loads and inits its policy (and shadow), and reports.
+/// Validates a config, loads and inits its policy (and shadow), loads its
+/// handlers, and reports.
 pub fn check(config: Option<PathBuf>, policy: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let config = load_config(config.as_deref(), policy)?;
-    load_policies(&config, &policy_runtime()?)?;
+    load_policies(&config, &policy_runtime()?, &Arc::new(Metrics::default()))?;
     println!("configuration ok");
     Ok(ExitCode::SUCCESS)
 }
@@ -78,10 +82,12 @@ impl ConfigSource {
     }
 }
 
-/// The live policy and the optional shadow, loaded and initialised.
+/// The live policy and the optional shadow, loaded and initialised, and
+/// the handler components.
 struct Policies {
     live: Policy,
     shadow: Option<Policy>,
+    handlers: Handlers,
 }
 
 /// The config file, or the embedded profile with the default policy.
@@ -128,8 +134,40 @@ fn policy_runtime() -> anyhow::Result<Runtime> {
     })?)
 }
 
-/// Compiles (or loads from cache) and inits the policy and the shadow.
-fn load_policies(config: &Config, runtime: &Runtime) -> anyhow::Result<Policies> {
+/// The engine handlers run on, started when a config first names one.
+fn handler_runtime() -> anyhow::Result<&'static HandlerRuntime> {
+    static RUNTIME: OnceLock<HandlerRuntime> = OnceLock::new();
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime);
+    }
+    let runtime = HandlerRuntime::new(RuntimeOptions::default_cache_dir())?;
+    Ok(RUNTIME.get_or_init(|| runtime))
+}
+
+/// Compiles (or loads from cache) every handler of `config`; the first
+/// that fails is named with its file, line and field.
+fn load_handlers(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Handlers> {
+    let mut handlers = Handlers::new();
+    if config.handlers.is_empty() {
+        return Ok(handlers);
+    }
+    let runtime = handler_runtime()?;
+    for handler in config.handlers.values() {
+        let loaded = runtime
+            .load(&handler.name, &handler.settings, metrics.clone())
+            .map_err(|e| anyhow::anyhow!("{}: {}", handler.component_at, e.message))?;
+        handlers.insert(handler.name.clone(), Arc::new(loaded));
+    }
+    Ok(handlers)
+}
+
+/// Compiles (or loads from cache) and inits the policy and the shadow, and
+/// loads the handlers.
+fn load_policies(
+    config: &Config,
+    runtime: &Runtime,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Policies> {
     let settings = &config.policy;
     let live = Policy::load(
         runtime,
@@ -143,7 +181,12 @@ fn load_policies(config: &Config, runtime: &Runtime) -> anyhow::Result<Policies>
             Policy::load(runtime, &s.path, s.config.clone(), s.limits).context("shadow policy")?,
         ),
     };
-    Ok(Policies { live, shadow })
+    let handlers = load_handlers(config, metrics)?;
+    Ok(Policies {
+        live,
+        shadow,
+        handlers,
+    })
 }
 
 /// A certificate for one name.
@@ -173,8 +216,8 @@ async fn serve(
     config: Arc<Config>,
     runtime: Runtime,
     policies: Policies,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::default());
     let (entries, local_ca) = local_entries(&config)?;
     let store = Arc::new(CertStore::new());
     let files = Arc::new(FileCerts::new(
@@ -207,6 +250,7 @@ async fn serve(
         config.clone(),
         Arc::new(policies.live),
         policies.shadow.map(|p| Arc::new(p) as Arc<dyn Decide>),
+        Arc::new(policies.handlers),
         certs.clone(),
         challenges,
         metrics.clone(),
@@ -309,6 +353,12 @@ fn watched_files(source: &ConfigSource, config: &Config) -> Vec<PathBuf> {
     files.push(config.policy.path.clone());
     files.extend(config.shadow.iter().map(|s| s.path.clone()));
     files.extend(config.tls.certificates.iter().map(|c| c.cert_path.clone()));
+    files.extend(
+        config
+            .handlers
+            .values()
+            .map(|h| h.settings.component.clone()),
+    );
     files
 }
 
@@ -343,11 +393,12 @@ impl Reload {
         info!("reloading");
         let source = self.source.clone();
         let runtime = self.runtime.clone();
+        let metrics = self.metrics.clone();
         // Reading files, compiling and `init` happen on the blocking pool,
         // away from the threads that serve connections.
         let loaded = tokio::task::spawn_blocking(move || {
             let config = source.load()?;
-            let policies = load_policies(&config, &runtime)?;
+            let policies = load_policies(&config, &runtime, &metrics)?;
             let (entries, _) = local_entries(&config)?;
             anyhow::Ok((config, policies, entries))
         })
@@ -380,6 +431,7 @@ impl Reload {
             Arc::new(config),
             Arc::new(policies.live),
             policies.shadow.map(|p| Arc::new(p) as Arc<dyn Decide>),
+            Arc::new(policies.handlers),
             self.certs.clone(),
         )?;
         // New certificates for every generation: a name keeps one

@@ -55,8 +55,10 @@ pub struct RawRoute {
     pub host: Option<Hostname>,
     /// Path prefix on segment boundaries; any path when absent.
     pub path_prefix: Option<String>,
-    /// Where matching requests go.
-    pub backend: BackendName,
+    /// Where matching requests go: a backend ...
+    pub backend: Option<BackendName>,
+    /// ... or a handler (`handlers.<name>`).
+    pub handler: Option<BackendName>,
     /// Remove `path_prefix` before forwarding.
     #[serde(default)]
     pub strip_prefix: bool,
@@ -152,12 +154,30 @@ pub struct HttpRoute {
     pub host: Option<String>,
     /// Path prefix; any when `None`.
     pub path_prefix: Option<String>,
-    /// The backend (a key of `backends`).
-    pub backend: String,
+    /// Who answers.
+    pub to: RouteTarget,
     /// Remove `path_prefix` before forwarding.
     pub strip_prefix: bool,
     /// Authorization subrequest.
     pub forward_auth: Option<ForwardAuth>,
+}
+
+/// Who answers a route's requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// A backend (a key of `backends`), through its pool.
+    Backend(String),
+    /// A handler (a key of `handlers`), run by the edge.
+    Handler(String),
+}
+
+impl RouteTarget {
+    /// The backend's or handler's name.
+    pub fn name(&self) -> &str {
+        match self {
+            RouteTarget::Backend(name) | RouteTarget::Handler(name) => name,
+        }
+    }
 }
 
 /// `forward_auth` of a route.
@@ -370,6 +390,7 @@ pub fn pool(
 pub fn route_sets(
     raw: BTreeMap<BackendName, RawRouteSet>,
     backends: &BTreeMap<String, super::Backend>,
+    handlers: &BTreeMap<String, super::HandlerConfig>,
 ) -> Result<BTreeMap<String, RouteSet>, FieldError> {
     let known = || backends.keys().cloned().collect::<Vec<_>>().join(", ");
     let backend_ref = |path: String, name: &BackendName| {
@@ -471,7 +492,31 @@ pub fn route_sets(
                         trimmed.to_owned()
                     }
                 }),
-                backend: backend_ref(rat("backend"), &r.backend)?,
+                to: match (&r.backend, &r.handler) {
+                    (Some(backend), None) => {
+                        RouteTarget::Backend(backend_ref(rat("backend"), backend)?)
+                    }
+                    (None, Some(BackendName(handler))) => {
+                        if !handlers.contains_key(handler) {
+                            let known: Vec<&str> = handlers.keys().map(String::as_str).collect();
+                            return fail(
+                                rat("handler"),
+                                format!(
+                                    "unknown handler {handler:?} (expected one of: {})",
+                                    known.join(", ")
+                                ),
+                            );
+                        }
+                        RouteTarget::Handler(handler.clone())
+                    }
+                    (Some(_), Some(_)) => {
+                        return fail(
+                            rat("handler"),
+                            "a route has a backend or a handler, not both",
+                        );
+                    }
+                    (None, None) => return fail(rat("backend"), "missing (or set handler)"),
+                },
                 strip_prefix: r.strip_prefix,
                 forward_auth,
             });

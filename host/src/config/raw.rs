@@ -39,6 +39,10 @@ pub struct RawConfig {
     /// `http_routes`: named HTTP route sets (HTTP mode, `config/http.rs`).
     #[serde(default)]
     pub http_routes: BTreeMap<BackendName, RawRouteSet>,
+    /// `handlers`: `wasi:http/proxy` components answering routes
+    /// (`config/handlers.rs`).
+    #[serde(default)]
+    pub handlers: BTreeMap<BackendName, super::handlers::RawHandler>,
     /// `plain_listen`: plain-HTTP listeners into a route set.
     #[serde(default)]
     pub plain_listen: Vec<RawPlainListener>,

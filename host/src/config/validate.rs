@@ -57,7 +57,8 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
     let admin_listen = admin_listen(raw.admin_listen, &listen)?;
     let http_listen = http_listen(raw.http_listen.as_ref(), &listen, admin_listen)?;
     let backends = backends(raw.backends)?;
-    let http_routes = http::route_sets(raw.http_routes, &backends)?;
+    let handlers = super::handlers::handlers(raw.handlers, cx)?;
+    let http_routes = http::route_sets(raw.http_routes, &backends, &handlers)?;
     let plain_listen = http::plain_listeners(raw.plain_listen, &http_routes, &listen)?;
     let policy = policy(raw.policy, &backends, cx)?;
     let shadow = raw.shadow.map(|s| shadow(s, cx)).transpose()?;
@@ -85,6 +86,7 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
         backends,
         http_routes,
         plain_listen,
+        handlers,
         tls,
         log,
         reload_watch_interval,

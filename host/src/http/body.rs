@@ -36,6 +36,8 @@ pub enum Body {
         /// Releases the request's hold on the pool member.
         guard: Option<Return>,
     },
+    /// Streamed from a handler component.
+    Handler(hearth_edge_policy::handler::ResponseBody),
     /// Read from an HTTP/1.1 backend's connection, which `guard` gives
     /// back to the pool when the body has ended cleanly.
     H1 {
@@ -65,6 +67,7 @@ impl http_body::Body for Body {
             Body::Empty => Poll::Ready(None),
             Body::Full(chunk) => Poll::Ready(chunk.take().map(|b| Ok(Frame::data(b)))),
             Body::Incoming(inner) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
+            Body::Handler(inner) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
             Body::H1 { reader, guard } => {
                 let polled = reader.poll_frame(cx);
                 match &polled {
@@ -104,6 +107,7 @@ impl http_body::Body for Body {
             Body::Full(chunk) => chunk.is_none(),
             Body::Incoming(inner) | Body::Upstream { inner, .. } => inner.is_end_stream(),
             Body::H1 { reader, .. } => reader.is_end(),
+            Body::Handler(inner) => inner.is_end_stream(),
         }
     }
 
@@ -113,6 +117,7 @@ impl http_body::Body for Body {
             Body::Full(chunk) => SizeHint::with_exact(chunk.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Incoming(inner) | Body::Upstream { inner, .. } => inner.size_hint(),
             Body::H1 { reader, .. } => reader.size_hint(),
+            Body::Handler(inner) => inner.size_hint(),
         }
     }
 }

@@ -5,6 +5,8 @@
 
 use http::{Response, StatusCode, header};
 
+use hearth_edge_policy::handler::Failure as HandlerFailure;
+
 use super::body::Body;
 use crate::error::{ConnError, Side};
 
@@ -48,6 +50,20 @@ pub enum HttpError {
     /// fault.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// A handler gave no answer.
+    #[error("handler {handler}: {failure}")]
+    Handler {
+        /// The handler's name.
+        handler: String,
+        /// What happened.
+        failure: HandlerFailure,
+    },
+    /// The request body is longer than the handler's `max_request_body`.
+    #[error("request body over {limit} bytes")]
+    BodyTooLarge {
+        /// The limit.
+        limit: u64,
+    },
     /// The backend did not answer within the dial + idle limits.
     #[error("backend {backend}: no answer in time")]
     Timeout {
@@ -60,7 +76,10 @@ impl HttpError {
     /// Who caused it.
     pub fn side(&self) -> Side {
         match self {
-            HttpError::NoRoute { .. } | HttpError::BadRequest(_) => Side::Client,
+            HttpError::NoRoute { .. }
+            | HttpError::BadRequest(_)
+            | HttpError::BodyTooLarge { .. } => Side::Client,
+            HttpError::Handler { .. } => Side::Handler,
             HttpError::Dial { .. } | HttpError::Upstream { .. } | HttpError::Timeout { .. } => {
                 Side::Backend
             }
@@ -79,6 +98,14 @@ impl HttpError {
             // Fail closed, and tell the client it may try again.
             HttpError::Policy(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            HttpError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::Handler { failure, .. } => match failure {
+                HandlerFailure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                HandlerFailure::Busy => StatusCode::SERVICE_UNAVAILABLE,
+                HandlerFailure::Trap(_) | HandlerFailure::Memory | HandlerFailure::NoAnswer(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            },
         }
     }
 
@@ -139,5 +166,26 @@ mod tests {
         let internal = HttpError::Internal("no such backend");
         assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(internal.side(), Side::Internal);
+        let handler = |failure| HttpError::Handler {
+            handler: "h".into(),
+            failure,
+        };
+        assert_eq!(
+            handler(HandlerFailure::Timeout).status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            handler(HandlerFailure::Memory).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            handler(HandlerFailure::Busy).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(handler(HandlerFailure::Memory).side(), Side::Handler);
+        assert_eq!(
+            HttpError::BodyTooLarge { limit: 1 }.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 }

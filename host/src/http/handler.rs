@@ -2,8 +2,8 @@
 //! (`http/routes.rs`), ask the policy's `on-request` when it has one
 //! (`http/policy.rs`), ask `forward_auth` when the route has it
 //! (`http/forward_auth.rs`), rewrite the head (`http/headers.rs`, prefix
-//! strip), send it to the backend (`http/client.rs`) and stream the answer
-//! back. A `101 Switching Protocols` answer (WebSocket) joins the two
+//! strip), send it to the backend (`http/client.rs`) or the route's
+//! handler component (`http/hosted.rs`) and stream the answer back. A `101 Switching Protocols` answer (WebSocket) joins the two
 //! upgraded connections with the byte relay (`io/copy.rs`). Failures
 //! become answers in `http/error.rs`; one `http request` line per request.
 
@@ -24,8 +24,8 @@ use super::forward_auth::{self, Verdict};
 use super::h1::Upgraded;
 use super::headers::{self, Forwarding};
 use super::policy::{self, Answer};
-use super::{ConnInfo, Http, routes};
-use crate::config::UpstreamProtocol;
+use super::{ConnInfo, Http, hosted, routes};
+use crate::config::{RouteTarget, UpstreamProtocol};
 use crate::error::Side;
 use crate::io::{Replay, relay};
 
@@ -39,6 +39,8 @@ struct Trace<'a> {
     /// What `on-request` did, when the policy was asked and did not
     /// follow the routes: `forward` or `respond`.
     policy: Option<&'static str>,
+    /// The handler that answered, for a handler route.
+    handler: Option<&'a str>,
 }
 
 impl Trace<'_> {
@@ -79,6 +81,7 @@ pub async fn handle(
         status = response.status().as_u16(),
         backend = %trace.backend.as_deref().unwrap_or("-"),
         policy = %trace.policy.unwrap_or("-"),
+        handler = %trace.handler.unwrap_or("-"),
         duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         "http request"
     );
@@ -127,15 +130,15 @@ async fn forward<'a>(
         .get(&conn.routes)
         .ok_or(HttpError::Internal("no such route set"))?;
     let route = routes::find(set, &host, request.uri().path());
-    let routed_to = route.map(|r| r.backend.as_str());
+    let routed_to = route.map(|r| r.to.name());
     let (backend, set_headers) = match policy::ask(http, conn, &request, &host, routed_to)? {
-        Answer::FollowRoutes => (routed_to.map(Cow::Borrowed), Vec::new()),
+        Answer::FollowRoutes => (route.map(|r| Cow::Borrowed(&r.to)), Vec::new()),
         Answer::Forward {
             backend,
             set_headers,
         } => {
             trace.policy = Some("forward");
-            (Some(Cow::Owned(backend)), set_headers)
+            (Some(Cow::Owned(RouteTarget::Backend(backend))), set_headers)
         }
         Answer::Respond(response) => {
             trace.policy = Some("respond");
@@ -146,6 +149,15 @@ async fn forward<'a>(
         host: host.clone().into_owned(),
         path: request.uri().path().to_owned(),
     })?;
+    let backend = match backend {
+        Cow::Borrowed(RouteTarget::Backend(name)) => Cow::Borrowed(name.as_str()),
+        Cow::Owned(RouteTarget::Backend(name)) => Cow::Owned(name),
+        Cow::Borrowed(RouteTarget::Handler(name)) => {
+            trace.handler = Some(name);
+            Cow::Borrowed("-")
+        }
+        Cow::Owned(RouteTarget::Handler(_)) => return Err(HttpError::Internal("handler by name")),
+    };
     trace.backend = Some(backend.clone());
     let trusted = set
         .trusted_proxies
@@ -191,6 +203,15 @@ async fn forward<'a>(
     if !parts.headers.contains_key(header::HOST) {
         // HTTP/2 clients send :authority; HTTP/1.1 backends need Host.
         parts.headers.insert(header::HOST, host_value.clone());
+    }
+    if let Some(handler) = trace.handler {
+        // The component sees an absolute URI: scheme, the client's host,
+        // the (stripped) target.
+        let target = stripped.as_deref().unwrap_or(path_and_query);
+        parts.uri = format!("{}://{raw_host}{target}", conn.proto)
+            .parse::<Uri>()
+            .map_err(|_| HttpError::BadRequest("invalid request target"))?;
+        return hosted::answer(http, handler, parts, body, conn.proto == "https").await;
     }
     let upstream = http
         .upstreams

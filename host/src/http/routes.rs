@@ -83,7 +83,7 @@ mod tests {
         HttpRoute {
             host: host.map(str::to_owned),
             path_prefix: prefix.map(str::to_owned),
-            backend: backend.to_owned(),
+            to: crate::config::RouteTarget::Backend(backend.to_owned()),
             strip_prefix: false,
             forward_auth: None,
         }
@@ -106,7 +106,7 @@ mod tests {
             route(Some("*.example"), Some("/"), "wild"),
             route(None, None, "frontend"),
         ]);
-        let pick = |host: &str, path: &str| find(&set, host, path).map(|r| r.backend.as_str());
+        let pick = |host: &str, path: &str| find(&set, host, path).map(|r| r.to.name());
         assert_eq!(pick("api.example", "/lk-ws/rtc"), Some("livekit"));
         assert_eq!(pick("x", "/lk-ws"), Some("livekit"));
         assert_eq!(pick("x", "/lk-wsx"), Some("frontend"));

@@ -35,6 +35,59 @@ pub struct Context<'a> {
     pub start_time: u64,
 }
 
+/// The handlers' families: requests by status, their duration, requests
+/// without an answer by kind, outgoing requests by result.
+fn handlers(out: &mut Writer, m: &Metrics, s: &super::Snapshot) {
+    out.family(
+        "handler_requests_total",
+        "counter",
+        "Requests answered by handlers, by handler and status.",
+    );
+    for ((handler, status), n) in &s.handler_requests {
+        out.sample(
+            "handler_requests_total",
+            &[("handler", handler), ("status", status)],
+            *n,
+        );
+    }
+    out.family(
+        "handler_failures_total",
+        "counter",
+        "Handler requests without an answer, by handler and kind (trap, timeout, memory, busy, no_answer).",
+    );
+    for ((handler, kind), n) in &s.handler_failures {
+        out.sample(
+            "handler_failures_total",
+            &[("handler", handler), ("kind", kind)],
+            *n,
+        );
+    }
+    out.family(
+        "handler_outbound_requests_total",
+        "counter",
+        "Handlers' outgoing requests, by handler and result (ok, refused, timeout, error).",
+    );
+    for ((handler, result), n) in &s.handler_outbound {
+        out.sample(
+            "handler_outbound_requests_total",
+            &[("handler", handler), ("result", result)],
+            *n,
+        );
+    }
+    out.family(
+        "handler_request_duration_seconds",
+        "histogram",
+        "Time from a request's head to the handler's answer head, by handler.",
+    );
+    for (handler, h) in lock(&m.handler_latency).iter() {
+        out.histogram(
+            "handler_request_duration_seconds",
+            &[("handler", handler)],
+            &h.snapshot(),
+        );
+    }
+}
+
 /// The text served at `/metrics`.
 pub fn render(m: &Metrics, cx: &Context<'_>) -> String {
     let mut out = Writer(String::with_capacity(8 * 1024));
@@ -211,6 +264,7 @@ pub fn render(m: &Metrics, cx: &Context<'_>) -> String {
             &h.snapshot(),
         );
     }
+    handlers(&mut out, m, &s);
     out.family(
         "tls_handshake_failures_total",
         "counter",

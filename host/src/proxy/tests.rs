@@ -786,6 +786,7 @@ async fn acme_validations_of_managed_names_are_answered_before_the_policy() {
         Arc::new(config),
         Arc::new(policy),
         None,
+        Arc::default(),
         Arc::new(CertStore::new()),
         Some(challenges),
         metrics.clone(),

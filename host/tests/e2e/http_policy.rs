@@ -11,26 +11,9 @@ use hearth_edge_policy::guests::{SPIN, guest};
 
 use crate::support::edge::{Edge, EdgeBuilder};
 use crate::support::http_echo::{HttpEcho, echoed_header};
-use crate::support::process::{ToolOutput, dead_addr};
-use crate::support::tls::{curl_edge, curl_plain};
+use crate::support::process::dead_addr;
+use crate::support::tls::{curl_edge, curl_plain, response_header, status};
 use crate::support::{APEX_NAME, LK_NAME, STEP_TIMEOUT, poll_until, repo_root};
-
-/// The status line curl printed last (`< HTTP/1.1 308`, `< HTTP/2 403`).
-fn status(out: &ToolOutput) -> Option<u16> {
-    out.stderr
-        .lines()
-        .rev()
-        .filter_map(|l| l.strip_prefix("< HTTP/"))
-        .find_map(|l| l.split_whitespace().nth(1)?.parse().ok())
-}
-
-/// A response header curl printed (`< location: …`), case-insensitively.
-fn response_header<'a>(out: &'a ToolOutput, name: &str) -> Option<&'a str> {
-    out.stderr.lines().find_map(|l| {
-        let (n, v) = l.strip_prefix("< ")?.split_once(':')?;
-        n.eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
 
 /// web-gate in front of route set `site` (everything to `web`), with a
 /// `next` backend for the canary header.

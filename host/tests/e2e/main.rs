@@ -26,6 +26,8 @@
 //!   SSE, pools with a dead member, health checks, forward auth.
 //! - `certs`: ACME against Pebble (TLS-ALPN-01, HTTP-01, cache, renewal,
 //!   export), the HTTP listener, hot reload of certificate files.
+//! - `handlers`: `wasi:http` components at the edge: lk-jwt against stand-in
+//!   homeservers and LiveKit, misbehaving handlers, outbound default deny.
 //! - `hostile`: slowloris, faulting policies and failing backends at volume,
 //!   the security-relevant defaults (`hostile/*.rs`).
 //!
@@ -37,6 +39,7 @@ mod browser;
 mod certs;
 mod config;
 mod deploy;
+mod handlers;
 mod hostile;
 mod http_mode;
 mod http_policy;

@@ -159,3 +159,20 @@ fn curl_command(addr: SocketAddr, name: &str) -> Command {
         .args(["--resolve", &format!("{name}:{}:127.0.0.1", addr.port())]);
     command
 }
+
+/// The status line curl printed last (`< HTTP/1.1 308`, `< HTTP/2 403`).
+pub fn status(out: &ToolOutput) -> Option<u16> {
+    out.stderr
+        .lines()
+        .rev()
+        .filter_map(|l| l.strip_prefix("< HTTP/"))
+        .find_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+/// A response header curl printed (`< location: …`), case-insensitively.
+pub fn response_header<'a>(out: &'a ToolOutput, name: &str) -> Option<&'a str> {
+    out.stderr.lines().find_map(|l| {
+        let (n, v) = l.strip_prefix("< ")?.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
