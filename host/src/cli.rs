@@ -3,11 +3,14 @@
 //! - [`run`] and [`check`]: serve traffic / validate a config (`cli/serve.rs`).
 //! - [`test`] and [`explain`]: the policy harness (`cli/policy_cmds.rs`).
 //! - [`probe`]: a health check against the admin listener (`cli/probe.rs`).
+//! - [`call`]: one request to a handler, without an edge (`cli/call.rs`).
 
+mod call;
 mod policy_cmds;
 mod probe;
 mod serve;
 
+pub use call::{CallArgs, call};
 pub use policy_cmds::{ExplainArgs, explain, test};
 pub use probe::{DEFAULT_ADMIN, probe};
 pub use serve::{check, run};

@@ -49,6 +49,9 @@ enum Action {
     },
     /// Print the decision a policy makes for a ClientHello, and why.
     Explain(cli::ExplainArgs),
+    /// Send one request to a handler of a config, without running the
+    /// edge, and print the answer.
+    Call(cli::CallArgs),
     /// Ask a running edge's admin listener for PATH; exit 0 on 200 (for
     /// container health checks).
     Probe {
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Some(Action::Test { policy, cases }) => cli::test(&policy, &cases),
         Some(Action::Explain(args)) => cli::explain(args),
         Some(Action::Probe { admin, path }) => cli::probe(admin, &path),
+        Some(Action::Call(args)) => cli::call(args),
     };
     match result {
         Ok(code) => code,

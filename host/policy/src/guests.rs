@@ -22,6 +22,9 @@ pub const WASI_PROBE: &str = "guest_wasi_probe.wasm";
 /// A `wasi:http/proxy` handler that echoes, fetches, traps, spins and
 /// hogs memory by path (`tests/guests/http-probe`).
 pub const HTTP_PROBE: &str = "guest_http_probe.wasm";
+/// `handlers/py-hello`, a handler written in Python (componentize-py);
+/// built by `handlers/py-hello/build.sh`, not by cargo.
+pub const PY_HELLO: &str = "py_hello.wasm";
 
 /// The path of test guest `file` (one of the consts above). Panics with the
 /// command to run when it has not been built.

@@ -53,6 +53,9 @@ use wasmtime_wasi_http::{
 
 pub use allow::{AllowPattern, Destination, is_public};
 pub use outbound::{DEFAULT_MAX_CONCURRENT, DEFAULT_OUTBOUND_TIMEOUT, OutboundSettings};
+/// The error a request body given to [`Handler::serve`] converts into
+/// (`hyper::Error` does).
+pub use wasmtime_wasi_http::Error as BodyError;
 
 use crate::cache;
 use crate::runtime::{Ticker, one_line};
@@ -374,27 +377,7 @@ impl Handler {
         let deadline = started + self.limits.request_timeout;
         let stderr = MemoryOutputPipe::new(STDERR_BYTES);
         let memory_hit = Arc::new(AtomicBool::new(false));
-        let wasi = WasiCtx::builder()
-            .envs(&self.env)
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        let state = HandlerState {
-            wasi,
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            hooks: Hooks {
-                outbound: self.outbound.clone(),
-            },
-            memory: MemoryCap {
-                max: usize::try_from(self.limits.max_memory).unwrap_or(usize::MAX),
-                hit: memory_hit.clone(),
-            },
-        };
-        let mut store = Store::new(&self.runtime.inner.engine, state);
-        store.limiter(|s| &mut s.memory);
+        let mut store = self.store(stderr.clone(), memory_hit.clone());
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
@@ -450,6 +433,50 @@ impl Handler {
         let response = answer?;
         let limit = self.limits.max_response_body;
         Ok(response.map(|body| Capped::new(body, limit, ResponseBodyError::TooLong)))
+    }
+
+    /// A fresh store for one request: the environment, stderr captured,
+    /// no sockets, memory capped (`memory_hit` set when the cap refuses).
+    fn store(&self, stderr: MemoryOutputPipe, memory_hit: Arc<AtomicBool>) -> Store<HandlerState> {
+        let wasi = WasiCtx::builder()
+            .envs(&self.env)
+            .stderr(stderr)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = HandlerState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: Hooks {
+                outbound: self.outbound.clone(),
+            },
+            memory: MemoryCap {
+                max: usize::try_from(self.limits.max_memory).unwrap_or(usize::MAX),
+                hit: memory_hit,
+            },
+        };
+        let mut store = Store::new(&self.runtime.inner.engine, state);
+        store.limiter(|s| &mut s.memory);
+        store
+    }
+
+    /// Creates a store and instantiates the component without calling
+    /// it, as [`Handler::serve`] does first; for the benches (the cost of
+    /// a fresh instance per request).
+    #[doc(hidden)]
+    pub async fn instantiate_only(&self) -> Result<(), String> {
+        let mut store = self.store(
+            MemoryOutputPipe::new(STDERR_BYTES),
+            Arc::new(AtomicBool::new(false)),
+        );
+        store.set_epoch_deadline(u64::MAX / 2);
+        self.pre
+            .instantiate_async(&mut store)
+            .await
+            .map(drop)
+            .map_err(|e| one_line(&e))
     }
 
     fn classify(

@@ -91,7 +91,10 @@ struct Policies {
 }
 
 /// The config file, or the embedded profile with the default policy.
-fn load_config(config: Option<&Path>, policy: Option<PathBuf>) -> anyhow::Result<Config> {
+pub(super) fn load_config(
+    config: Option<&Path>,
+    policy: Option<PathBuf>,
+) -> anyhow::Result<Config> {
     Ok(match config {
         Some(path) => Config::load(path, policy.as_deref())?,
         None => {
@@ -135,7 +138,7 @@ fn policy_runtime() -> anyhow::Result<Runtime> {
 }
 
 /// The engine handlers run on, started when a config first names one.
-fn handler_runtime() -> anyhow::Result<&'static HandlerRuntime> {
+pub(super) fn handler_runtime() -> anyhow::Result<&'static HandlerRuntime> {
     static RUNTIME: OnceLock<HandlerRuntime> = OnceLock::new();
     if let Some(runtime) = RUNTIME.get() {
         return Ok(runtime);

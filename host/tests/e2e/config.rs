@@ -133,6 +133,19 @@ fn check_accepts_the_documented_hearth_example() {
         );
     assert_ne!(yaml, example, "the example names its certificate files");
     let dir = TempDir::new("check-example");
+    // The handler and its secrets, where the image and compose put them.
+    for secret in ["livekit_key", "livekit_secret"] {
+        std::fs::write(dir.join(secret), "value\n").unwrap();
+    }
+    let yaml = yaml
+        .replace(
+            "/usr/lib/hearth-wasm-edge/lk-jwt.wasm",
+            &root.join("handlers/lk-jwt.wasm").display().to_string(),
+        )
+        .replace(
+            "/etc/hearth-wasm-edge/secrets",
+            &dir.path().display().to_string(),
+        );
     let path = dir.join("hearth.yaml");
     std::fs::write(&path, yaml).unwrap();
     let mut command = Command::new(EDGE_BIN);

@@ -735,3 +735,61 @@ fn handlers_reload_with_the_config_and_a_broken_one_keeps_the_old() {
     );
     assert!(get("/p/sleep?ms=0").stdout.contains("as second"));
 }
+
+#[test]
+fn a_python_handler_is_served_by_the_same_routes() {
+    let component = std::path::Path::new(hearth_edge_policy::guests::GUEST_DIR)
+        .join(hearth_edge_policy::guests::PY_HELLO);
+    assert!(
+        component.is_file(),
+        "{} is missing: run handlers/py-hello/build.sh (needs componentize-py from PyPI)",
+        component.display()
+    );
+    let edge = handler_edge(
+        &format!(
+            "  py:\n    component: \"{}\"\n    limits: {{ max_memory: 64MiB }}\n",
+            component.display()
+        ),
+        "      - { path_prefix: /py, handler: py }\n",
+    );
+    let out = curl_edge(edge.addr, APEX_NAME, "/py/hello?lang=python", &[]);
+    assert_eq!(status(&out), Some(200), "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout, "hello from python at /py/hello?lang=python\n");
+}
+
+#[test]
+fn call_runs_one_request_through_a_handler_without_an_edge() {
+    let dir = TempDir::new("handler-call");
+    let path = dir.join("edge.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: \"127.0.0.1:0\"\npolicy: {{ path: \"{}\", config: {{ domain: hearth.test }} }}\nhandlers:\n{}",
+            repo_root().join("policies/hearth.wasm").display(),
+            probe_yaml("request_timeout: 2s", "")
+        ),
+    )
+    .unwrap();
+    let call = |args: &[&str]| {
+        Command::new(EDGE_BIN)
+            .args(["call", "--config"])
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = call(&["probe", "/echo", "-X", "POST", "-d", "from call"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.starts_with("HTTP/1.1 200 OK") && stdout.ends_with("from call"),
+        "{stdout}"
+    );
+    let out = call(&["probe", "/env?name=PUBLIC_NAME"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is set (5 bytes)"));
+    let out = call(&["probe", "/trap"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http-probe was asked to trap"));
+    let out = call(&["nope", "/"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no handler \"nope\""));
+}
