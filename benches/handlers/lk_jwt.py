@@ -91,7 +91,8 @@ http_routes:
       - {{ path_prefix: /livekit/jwt, handler: lk-jwt, strip_prefix: true }}
 log: {{ level: warn }}
 """)
-    edge = subprocess.Popen([EDGE, "--config", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    edge_log = open(os.path.join(WORK, "lk-edge.log"), "w")
+    edge = subprocess.Popen([EDGE, "--config", config], stdout=edge_log, stderr=subprocess.STDOUT)
     procs = [full, restricted, livekit, edge]
     try:
         url = f"http://127.0.0.1:{port}/livekit/jwt/sfu/get"
@@ -131,6 +132,14 @@ log: {{ level: warn }}
     finally:
         for p in procs:
             p.kill()
+        edge_log.close()
+        for name, proc in (("homeservers", full), ("homeservers", restricted), ("livekit", livekit)):
+            refused = [l for l in proc.stdout.read().splitlines() if l.startswith(("answered", "refused"))]
+            if refused:
+                print(f"\n{name} refused {len(refused)} requests, first: {refused[0]}")
+        warnings = [l for l in open(os.path.join(WORK, "lk-edge.log")) if " WARN " in l or " ERROR " in l]
+        if warnings:
+            print(f"\nedge warnings during the run: {len(warnings)}, first: {warnings[0].strip()[:300]}")
 
 
 if __name__ == "__main__":

@@ -63,6 +63,8 @@ class JsonHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def answer(self, status, body):
+        if status >= 400:
+            print(f"answered {status} to {self.command} {urlparse(self.path).path}", flush=True)
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
