@@ -10,6 +10,8 @@ PACKAGES=(
     ca-certificates curl openssl   # TLS clients
     coturn                         # TURN over TLS backend (turnserver)
     nginx                          # HTTP backends
+    libnginx-mod-stream            # nginx as a PROXY protocol v1 sender (accept_proxy)
+    haproxy                        # a PROXY protocol v2 sender (accept_proxy)
     python3-websockets             # WebSocket echo backend
     chromium                       # a real browser client (post-quantum ClientHello)
     prometheus                     # promtool: checks the /metrics exposition
@@ -32,7 +34,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 # coturn and nginx must not hold their default ports while the tests run.
-as_root systemctl stop coturn nginx >/dev/null 2>&1 || true
+as_root systemctl stop coturn nginx haproxy >/dev/null 2>&1 || true
 
 # Validators of the deployment files that Debian does not package.
 PIP_PACKAGES=(

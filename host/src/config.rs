@@ -68,6 +68,35 @@ pub struct Config {
     pub log: LogSettings,
     /// How often changed files trigger a reload, if at all.
     pub reload_watch_interval: Option<Duration>,
+    /// Peers (load balancers) whose connections begin with a PROXY
+    /// protocol header carrying the client's address.
+    pub accept_proxy: Option<AcceptProxy>,
+}
+
+/// `accept_proxy`: which peers must send a PROXY protocol v1 or v2 header
+/// on every listener, and how long and large it may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptProxy {
+    /// The peers (never empty).
+    pub from: Vec<Cidr>,
+    /// The whole header must arrive within this.
+    pub timeout: Duration,
+    /// The largest v2 header, in bytes.
+    pub max_v2_bytes: usize,
+}
+
+/// Default `accept_proxy.timeout`.
+pub const DEFAULT_ACCEPT_PROXY_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default `accept_proxy.max_v2_bytes`: the receive buffer the PROXY
+/// protocol specification recommends (section 2.2).
+pub const DEFAULT_MAX_V2_BYTES: usize = 536;
+
+impl AcceptProxy {
+    /// Whether a connection from `peer` must begin with a header.
+    pub fn requires(&self, peer: std::net::IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.from.iter().any(|c| c.contains(peer))
+    }
 }
 
 /// `policy`.

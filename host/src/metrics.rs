@@ -80,6 +80,10 @@ pub struct Metrics {
     /// HTTP mode: time from a request's head to its answer's head, by
     /// backend (`-` for answers the edge made itself).
     http_latency: Mutex<BTreeMap<String, Histogram>>,
+    /// PROXY headers received from balancers, by version (`v1`, `v2`).
+    proxy_headers: Labelled<String>,
+    /// Connections from balancers closed for their PROXY header, by kind.
+    proxy_header_errors: Labelled<String>,
     /// Handlers: requests by (handler, status).
     handler_requests: Labelled<(String, String)>,
     /// Handlers: requests that got no answer, by (handler, kind).
@@ -160,6 +164,10 @@ pub struct Snapshot {
     pub handler_failures: BTreeMap<(String, String), u64>,
     /// Handlers' outgoing requests by (handler, result).
     pub handler_outbound: BTreeMap<(String, String), u64>,
+    /// PROXY headers received by version.
+    pub proxy_headers: BTreeMap<String, u64>,
+    /// Balancers' connections closed for their PROXY header, by kind.
+    pub proxy_header_errors: BTreeMap<String, u64>,
 }
 
 /// Counters by label, bounded in the number of labels.
@@ -241,6 +249,8 @@ impl Default for Metrics {
             hello_size: Histogram::new(Buckets::Bytes(HELLO_BYTES)),
             dial_latency: Mutex::new(BTreeMap::new()),
             http_latency: Mutex::new(BTreeMap::new()),
+            proxy_headers: Labelled::default(),
+            proxy_header_errors: Labelled::default(),
             handler_requests: Labelled::default(),
             handler_failures: Labelled::default(),
             handler_outbound: Labelled::default(),
@@ -343,6 +353,17 @@ impl Metrics {
         observe_by_label(&self.http_latency, backend, HTTP_SECONDS, took);
     }
 
+    /// Counts a PROXY header read from a balancer (`v1` or `v2`).
+    pub fn proxy_header(&self, version: &str) {
+        self.proxy_headers.add_str(version, 1);
+    }
+
+    /// Counts a balancer's connection closed for its PROXY header:
+    /// `missing`, `malformed`, `too_large`, `timeout` or `io`.
+    pub fn proxy_header_error(&self, kind: &str) {
+        self.proxy_header_errors.add_str(kind, 1);
+    }
+
     /// Counts a request a handler was asked to answer, with its status
     /// and the time to the answer's head.
     pub fn handler_request(&self, handler: &str, status: u16, took: Duration) {
@@ -411,6 +432,8 @@ impl Metrics {
             reloads: self.reloads.snapshot(),
             shadow_decisions: load(&self.shadow_decisions),
             shadow_disagreements: load(&self.shadow_disagreements),
+            proxy_headers: self.proxy_headers.snapshot(),
+            proxy_header_errors: self.proxy_header_errors.snapshot(),
             handler_requests: self.handler_requests.snapshot(),
             handler_failures: self.handler_failures.snapshot(),
             handler_outbound: self.handler_outbound.snapshot(),

@@ -6,7 +6,9 @@
 //! - `proxy/conn.rs`: one TLS connection, top to bottom (start reading here).
 //! - `proxy/relay.rs`: passthrough and terminate relays to a backend.
 //! - `proxy/reject.rs`: TLS alerts for refused connections.
-//! - `proxy/proxy_protocol.rs`: PROXY v2 headers.
+//! - `proxy/accept_proxy.rs`: the client's address from a balancer's
+//!   PROXY header (`accept_proxy`), before anything else reads the socket.
+//! - `proxy/proxy_protocol.rs`: PROXY headers on the wire, both ways.
 //! - `proxy/shadow.rs`: the shadow policy, compared off the critical path.
 //! - `proxy/plain.rs`: `plain_listen` connections (plain HTTP).
 //! - `proxy/redirect.rs`: `http_listen` (ACME HTTP-01, 301 to https).
@@ -21,6 +23,7 @@
 //! [`Edge::run`] drains on shutdown. Errors are in `error.rs`, counters in
 //! `metrics.rs`, certificates in `tls.rs`.
 
+mod accept_proxy;
 mod conn;
 mod listener;
 mod plain;

@@ -57,6 +57,20 @@ pub struct RawConfig {
     pub reload: RawReload,
     /// `workers`: threads serving connections; one per two CPUs when absent.
     pub workers: Option<Workers>,
+    /// `accept_proxy`: peers (load balancers) that must send a PROXY header.
+    pub accept_proxy: Option<RawAcceptProxy>,
+}
+
+/// `accept_proxy`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcceptProxy {
+    /// Address ranges of the peers that must send a header.
+    pub from: Vec<String>,
+    /// The whole header must arrive within this.
+    pub timeout: Option<ConfigDuration>,
+    /// The largest v2 header accepted (fixed part, addresses and TLVs).
+    pub max_v2_bytes: Option<ByteSize>,
 }
 
 /// `reload`.

@@ -15,17 +15,18 @@ use super::duration::ConfigDuration;
 use super::field::{FieldError, fail, nonzero};
 use super::http::{self, RawPoolFields};
 use super::raw::{
-    RawAcme, RawBackend, RawChallenge, RawConfig, RawExport, RawLevel, RawLimits, RawLog,
-    RawOnRenew, RawPolicy, RawPolicyLimits, RawProxyProtocol, RawShadow, RawTls,
+    RawAcceptProxy, RawAcme, RawBackend, RawChallenge, RawConfig, RawExport, RawLevel, RawLimits,
+    RawLog, RawOnRenew, RawPolicy, RawPolicyLimits, RawProxyProtocol, RawShadow, RawTls,
 };
 use super::values::{BackendName, Hostname, ListenAddr, ListenList};
 use super::{
-    AcmeSettings, Backend, Challenge, Config, ConnLimits, DEFAULT_ACME_DIRECTORY, DEFAULT_ALPN,
+    AcceptProxy, AcmeSettings, Backend, Challenge, Config, ConnLimits,
+    DEFAULT_ACCEPT_PROXY_TIMEOUT, DEFAULT_ACME_DIRECTORY, DEFAULT_ALPN,
     DEFAULT_BACKEND_DIAL_TIMEOUT, DEFAULT_CLIENT_HELLO_MAX_BYTES, DEFAULT_CLIENT_HELLO_TIMEOUT,
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HTTP_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CONCURRENT_CONNS, DEFAULT_ON_RENEW_TIMEOUT, ExportSettings, LocalCaSettings,
-    LogSettings, MAX_CLIENT_HELLO_MAX_BYTES, MIN_CLIENT_HELLO_MAX_BYTES, MIN_POLICY_MEMORY,
-    OnError, OnRenew, PolicySettings, ShadowSettings, TlsSettings,
+    DEFAULT_MAX_CONCURRENT_CONNS, DEFAULT_MAX_V2_BYTES, DEFAULT_ON_RENEW_TIMEOUT, ExportSettings,
+    LocalCaSettings, LogSettings, MAX_CLIENT_HELLO_MAX_BYTES, MIN_CLIENT_HELLO_MAX_BYTES,
+    MIN_POLICY_MEMORY, OnError, OnRenew, PolicySettings, ShadowSettings, TlsSettings,
 };
 use crate::pem as files;
 
@@ -71,6 +72,7 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
         }
         other => other.map(|d| d.0),
     };
+    let accept_proxy = raw.accept_proxy.map(accept_proxy).transpose()?;
     let workers = match raw.workers {
         Some(super::values::Workers(Some(n))) => n,
         _ => auto_workers(std::thread::available_parallelism().map_or(1, usize::from)),
@@ -90,6 +92,41 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
         tls,
         log,
         reload_watch_interval,
+        accept_proxy,
+    })
+}
+
+fn accept_proxy(raw: RawAcceptProxy) -> Result<AcceptProxy, FieldError> {
+    if raw.from.is_empty() {
+        return fail(
+            "accept_proxy.from",
+            "at least one address range is required (the balancers' addresses)",
+        );
+    }
+    let mut from = Vec::new();
+    for (i, text) in raw.from.iter().enumerate() {
+        from.push(http::Cidr::parse(text).or_else(|m| fail(format!("accept_proxy.from[{i}]"), m))?);
+    }
+    let max_v2_bytes = match raw.max_v2_bytes {
+        None => DEFAULT_MAX_V2_BYTES,
+        Some(size) => match usize::try_from(size.0) {
+            Ok(n @ 52..=65_551) => n,
+            _ => {
+                return fail(
+                    "accept_proxy.max_v2_bytes",
+                    "must be between 52 (an IPv6 header) and 65551 bytes",
+                );
+            }
+        },
+    };
+    Ok(AcceptProxy {
+        from,
+        timeout: nonzero(
+            "accept_proxy.timeout",
+            raw.timeout,
+            DEFAULT_ACCEPT_PROXY_TIMEOUT,
+        )?,
+        max_v2_bytes,
     })
 }
 

@@ -266,6 +266,24 @@ pub fn render(m: &Metrics, cx: &Context<'_>) -> String {
     }
     handlers(&mut out, m, &s);
     out.family(
+        "proxy_headers_total",
+        "counter",
+        "PROXY protocol headers received from accept_proxy peers, by version.",
+    );
+    for version in ["v1", "v2"] {
+        let n = s.proxy_headers.get(version).copied().unwrap_or(0);
+        out.sample("proxy_headers_total", &[("version", version)], n);
+    }
+    out.family(
+        "proxy_header_errors_total",
+        "counter",
+        "Connections from accept_proxy peers closed for their PROXY header, by kind.",
+    );
+    for kind in ["missing", "malformed", "too_large", "timeout", "io"] {
+        let n = s.proxy_header_errors.get(kind).copied().unwrap_or(0);
+        out.sample("proxy_header_errors_total", &[("kind", kind)], n);
+    }
+    out.family(
         "tls_handshake_failures_total",
         "counter",
         "TLS handshakes (terminate) that failed or timed out.",

@@ -11,13 +11,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tracing::warn;
 
 use super::conn::Conn;
-use super::{Live, current, plain, redirect};
+use super::{Live, Shared, accept_proxy, current, plain, redirect};
 
 /// Pending connections the kernel queues before `accept`: bursts of new
 /// TLS connections are common at :443.
@@ -173,26 +173,59 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        match &serve {
-            Serve::Tls => {
-                let conn = Conn::new(shared, source, local);
-                tokio::spawn(conn.run(stream, permit, closing.clone()));
-            }
-            // One short request each: the drain waits for it (permit).
-            Serve::Redirect => {
-                tokio::spawn(redirect::handle(shared, stream, source, permit));
-            }
-            Serve::PlainHttp(set) => {
-                tokio::spawn(plain::run(
-                    shared,
-                    stream,
-                    source,
-                    set.clone(),
-                    permit,
-                    closing.clone(),
-                ));
-            }
+        if let Some(settings) = shared
+            .config
+            .accept_proxy
+            .as_ref()
+            .filter(|s| s.requires(source.ip()))
+        {
+            // A balancer: the client's address comes first, in the task.
+            let settings = settings.clone();
+            let closing = closing.clone();
+            let serve = serve.clone();
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let Some((source, local)) =
+                    accept_proxy::addresses(&shared, &settings, &mut stream, source, local).await
+                else {
+                    return;
+                };
+                serve_conn(shared, serve, stream, source, local, permit, closing).await;
+            });
+            continue;
         }
+        tokio::spawn(serve_conn(
+            shared,
+            serve.clone(),
+            stream,
+            source,
+            local,
+            permit,
+            closing.clone(),
+        ));
+    }
+}
+
+/// What a connection from `source` to `local` does on a listener of kind
+/// `serve`.
+async fn serve_conn(
+    shared: Arc<Shared>,
+    serve: Serve,
+    stream: TcpStream,
+    source: SocketAddr,
+    local: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    closing: watch::Receiver<bool>,
+) {
+    match serve {
+        Serve::Tls => {
+            Conn::new(shared, source, local)
+                .run(stream, permit, closing)
+                .await
+        }
+        // One short request each: the drain waits for it (permit).
+        Serve::Redirect => redirect::handle(shared, stream, source, permit).await,
+        Serve::PlainHttp(set) => plain::run(shared, stream, source, set, permit, closing).await,
     }
 }
 

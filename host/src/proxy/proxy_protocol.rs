@@ -1,10 +1,12 @@
-//! PROXY protocol version 2 headers (the binary form of HAProxy's
-//! `proxy-protocol.txt`, section 2.2) for TCP over IPv4 and IPv6: sent to a
-//! backend before any other byte so it learns the client's address.
-//!
-//! Used by `proxy/passthrough.rs` and `proxy/terminate.rs`.
+//! The PROXY protocol (HAProxy's `proxy-protocol.txt`), both ways, on the
+//! wire only (no I/O):
+//! - [`header_v2`]: the binary version 2 header for TCP over IPv4 and IPv6,
+//!   sent to a backend before any other byte so it learns the client's
+//!   address (`proxy/relay.rs`);
+//! - [`parse_v1`], [`v2_length`], [`parse_v2`]: headers a load balancer
+//!   sends the edge, read by `proxy/accept_proxy.rs` (`accept_proxy`).
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The 12-byte signature every v2 header starts with.
 const SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
@@ -49,6 +51,169 @@ pub fn header_v2(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
     out
 }
 
+/// The longest version 1 header, `\r\n` included (section 2.1).
+pub const V1_MAX: usize = 107;
+/// The shortest header of either version: `PROXY UNKNOWN\r\n` (15 bytes);
+/// a v2 header's fixed part is 16. Reading this many bytes never takes
+/// bytes that follow the header.
+pub const MIN_HEADER: usize = 15;
+/// A v2 header's fixed part: signature, version/command, family, length.
+pub const V2_FIXED: usize = FIXED_LEN;
+
+/// What a received header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// A relayed TCP connection: the client, and the address it connected to.
+    Proxied {
+        /// The client.
+        source: SocketAddr,
+        /// Where the client connected (the balancer's public address).
+        destination: SocketAddr,
+    },
+    /// v2 `LOCAL` (the balancer's own health check), v1 `UNKNOWN`, or an
+    /// address family other than TCP over IPv4/IPv6: the connection's own
+    /// addresses stand.
+    Local,
+}
+
+/// Why received bytes are not a usable header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    /// Neither `PROXY ` nor the v2 signature.
+    #[error("no PROXY protocol header")]
+    Missing,
+    /// A v1 line that does not parse.
+    #[error("bad v1 header: {0}")]
+    V1(&'static str),
+    /// A v2 header that does not parse.
+    #[error("bad v2 header: {0}")]
+    V2(&'static str),
+    /// Longer than allowed (v1: 107 bytes; v2: `max_v2_bytes`).
+    #[error("header too long")]
+    TooLong,
+}
+
+impl Malformed {
+    /// The metric label.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Malformed::Missing => "missing",
+            Malformed::V1(_) | Malformed::V2(_) => "malformed",
+            Malformed::TooLong => "too_large",
+        }
+    }
+}
+
+/// Whether `head` (at least [`MIN_HEADER`] bytes) starts a v1 header.
+pub fn is_v1(head: &[u8]) -> bool {
+    head.starts_with(b"PROXY ")
+}
+
+/// Whether `head` starts a v2 header.
+pub fn is_v2(head: &[u8]) -> bool {
+    head.starts_with(&SIGNATURE)
+}
+
+/// A whole v1 line, `PROXY ` to `\r\n` included.
+pub fn parse_v1(line: &[u8]) -> Result<Received, Malformed> {
+    if line.len() > V1_MAX {
+        return Err(Malformed::TooLong);
+    }
+    let text = line
+        .strip_prefix(b"PROXY ")
+        .and_then(|l| l.strip_suffix(b"\r\n"))
+        .ok_or(Malformed::V1("not a PROXY line"))?;
+    let text = std::str::from_utf8(text).map_err(|_| Malformed::V1("not ASCII"))?;
+    let fields: Vec<&str> = text.split(' ').collect();
+    match fields.as_slice() {
+        ["UNKNOWN", ..] => Ok(Received::Local),
+        [family @ ("TCP4" | "TCP6"), src, dst, sport, dport] => {
+            let v4 = *family == "TCP4";
+            let ip = |text: &str| -> Result<IpAddr, Malformed> {
+                let ip = if v4 {
+                    text.parse::<Ipv4Addr>().map(IpAddr::V4)
+                } else {
+                    text.parse::<Ipv6Addr>().map(IpAddr::V6)
+                };
+                ip.map_err(|_| Malformed::V1("bad address"))
+            };
+            let port = |text: &str| -> Result<u16, Malformed> {
+                let digits = !text.is_empty()
+                    && text.len() <= 5
+                    && text.bytes().all(|b| b.is_ascii_digit())
+                    && (text == "0" || !text.starts_with('0'));
+                digits
+                    .then(|| text.parse::<u16>().ok())
+                    .flatten()
+                    .ok_or(Malformed::V1("bad port"))
+            };
+            Ok(Received::Proxied {
+                source: SocketAddr::new(ip(src)?, port(sport)?),
+                destination: SocketAddr::new(ip(dst)?, port(dport)?),
+            })
+        }
+        _ => Err(Malformed::V1(
+            "expected TCP4, TCP6 or UNKNOWN and four fields",
+        )),
+    }
+}
+
+/// The length of the address block and TLVs that follow a v2 header's
+/// fixed part, checked against `max_total` (the whole header).
+pub fn v2_length(fixed: &[u8; FIXED_LEN], max_total: usize) -> Result<usize, Malformed> {
+    if !is_v2(fixed) {
+        return Err(Malformed::Missing);
+    }
+    if fixed[12] >> 4 != 2 {
+        return Err(Malformed::V2("version is not 2"));
+    }
+    let len = usize::from(u16::from_be_bytes([fixed[14], fixed[15]]));
+    if FIXED_LEN + len > max_total {
+        return Err(Malformed::TooLong);
+    }
+    Ok(len)
+}
+
+/// A v2 header: its fixed part and the `v2_length` bytes after it (the
+/// addresses, then TLVs, which are skipped).
+pub fn parse_v2(fixed: &[u8; FIXED_LEN], rest: &[u8]) -> Result<Received, Malformed> {
+    match fixed[12] & 0x0f {
+        0 => return Ok(Received::Local),
+        1 => {}
+        _ => return Err(Malformed::V2("unknown command")),
+    }
+    let port = |at: usize| u16::from_be_bytes([rest[at], rest[at + 1]]);
+    match fixed[13] {
+        TCP_OVER_IPV4 => {
+            if rest.len() < usize::from(IPV4_BLOCK_LEN) {
+                return Err(Malformed::V2("short IPv4 address block"));
+            }
+            let src = Ipv4Addr::new(rest[0], rest[1], rest[2], rest[3]);
+            let dst = Ipv4Addr::new(rest[4], rest[5], rest[6], rest[7]);
+            Ok(Received::Proxied {
+                source: SocketAddr::new(src.into(), port(8)),
+                destination: SocketAddr::new(dst.into(), port(10)),
+            })
+        }
+        TCP_OVER_IPV6 => {
+            if rest.len() < usize::from(IPV6_BLOCK_LEN) {
+                return Err(Malformed::V2("short IPv6 address block"));
+            }
+            let ip = |at: usize| {
+                let mut octets = [0u8; 16];
+                octets.copy_from_slice(&rest[at..at + 16]);
+                Ipv6Addr::from(octets).to_canonical()
+            };
+            Ok(Received::Proxied {
+                source: SocketAddr::new(ip(0), port(32)),
+                destination: SocketAddr::new(ip(16), port(34)),
+            })
+        }
+        // UNSPEC, UNIX, or datagrams: keep the connection's addresses.
+        _ => Ok(Received::Local),
+    }
+}
+
 fn as_v6(ip: IpAddr) -> Ipv6Addr {
     match ip {
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),
@@ -59,6 +224,98 @@ fn as_v6(ip: IpAddr) -> Ipv6Addr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn v2(header: &[u8]) -> Result<Received, Malformed> {
+        let fixed: [u8; FIXED_LEN] = header[..FIXED_LEN].try_into().unwrap();
+        let len = v2_length(&fixed, 536)?;
+        parse_v2(&fixed, &header[FIXED_LEN..FIXED_LEN + len])
+    }
+
+    #[test]
+    fn v2_headers_we_write_read_back() {
+        for (src, dst) in [
+            ("203.0.113.7:51234", "192.0.2.1:443"),
+            ("[2001:db8::7]:51234", "[2001:db8::1]:443"),
+        ] {
+            let (src, dst) = (src.parse().unwrap(), dst.parse().unwrap());
+            assert_eq!(
+                v2(&header_v2(src, dst)),
+                Ok(Received::Proxied {
+                    source: src,
+                    destination: dst
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn v2_local_tlvs_and_limits() {
+        let mut local = SIGNATURE.to_vec();
+        local.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
+        assert_eq!(v2(&local), Ok(Received::Local));
+        // TLVs after the addresses are skipped.
+        let mut with_tlv = header_v2(
+            "10.0.0.9:1000".parse().unwrap(),
+            "10.0.0.1:443".parse().unwrap(),
+        );
+        with_tlv[15] += 7;
+        with_tlv.extend_from_slice(&[0x04, 0x00, 0x04, b'v', b'p', b'c', b'e']);
+        assert!(
+            matches!(v2(&with_tlv), Ok(Received::Proxied { source, .. }) if source.to_string() == "10.0.0.9:1000")
+        );
+        let mut long = header_v2(
+            "10.0.0.9:1000".parse().unwrap(),
+            "10.0.0.1:443".parse().unwrap(),
+        );
+        long[14] = 0x10;
+        assert_eq!(v2(&long), Err(Malformed::TooLong));
+        let mut bad = header_v2(
+            "10.0.0.9:1000".parse().unwrap(),
+            "10.0.0.1:443".parse().unwrap(),
+        );
+        bad[3] = b'x';
+        assert_eq!(v2(&bad), Err(Malformed::Missing));
+        let mut v1_in_v2 = header_v2(
+            "10.0.0.9:1000".parse().unwrap(),
+            "10.0.0.1:443".parse().unwrap(),
+        );
+        v1_in_v2[12] = 0x11;
+        assert_eq!(v2(&v1_in_v2), Err(Malformed::V2("version is not 2")));
+        let mut short = SIGNATURE.to_vec();
+        short.extend_from_slice(&[0x21, 0x11, 0x00, 0x04, 1, 2, 3, 4]);
+        assert_eq!(v2(&short), Err(Malformed::V2("short IPv4 address block")));
+    }
+
+    #[test]
+    fn v1_lines() {
+        assert_eq!(
+            parse_v1(b"PROXY TCP4 127.0.0.3 127.0.0.1 50000 443\r\n"),
+            Ok(Received::Proxied {
+                source: "127.0.0.3:50000".parse().unwrap(),
+                destination: "127.0.0.1:443".parse().unwrap()
+            })
+        );
+        assert_eq!(
+            parse_v1(b"PROXY TCP6 ::1 ::2 1 2\r\n"),
+            Ok(Received::Proxied {
+                source: "[::1]:1".parse().unwrap(),
+                destination: "[::2]:2".parse().unwrap()
+            })
+        );
+        assert_eq!(parse_v1(b"PROXY UNKNOWN\r\n"), Ok(Received::Local));
+        for bad in [
+            &b"PROXY TCP4 127.0.0.3 127.0.0.1 50000\r\n"[..],
+            b"PROXY TCP4 ::1 127.0.0.1 1 2\r\n",
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 65536 1\r\n",
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 01 1\r\n",
+            b"PROXY TCP4  1.2.3.4 5.6.7.8 1 1\r\n",
+            b"PROXY UDP4 1.2.3.4 5.6.7.8 1 1\r\n",
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 1 1\n",
+        ] {
+            assert!(parse_v1(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(parse_v1(&[b'x'; 108]), Err(Malformed::TooLong));
+    }
 
     #[test]
     fn ipv4_header_matches_the_spec_layout() {

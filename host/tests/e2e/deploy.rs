@@ -189,6 +189,31 @@ fn kubernetes_manifests_validate_against_the_schemas() {
     let service = &yaml_documents(&dir.join("service.yaml"))[0];
     assert_eq!(service["spec"]["type"], "LoadBalancer");
     assert_eq!(get(service, "spec.ports.0.port"), 443);
+    assert_eq!(service["spec"]["externalTrafficPolicy"], "Local");
+
+    // The PROXY protocol variant: the commented lines, uncommented.
+    let variant = TempDir::new("k8s-proxy");
+    let text = std::fs::read_to_string(dir.join("service.yaml")).unwrap();
+    let uncommented = text.replace("#proxy: ", "");
+    assert_ne!(
+        uncommented, text,
+        "service.yaml has the PROXY protocol variant"
+    );
+    std::fs::write(variant.join("service.yaml"), &uncommented).unwrap();
+    let mut command = Command::new(require_binary(
+        "kubernetes-validate",
+        "kubernetes-validate (pip)",
+    ));
+    command.arg("--strict").arg(variant.join("service.yaml"));
+    assert_ok(
+        "kubernetes-validate --strict (PROXY variant)",
+        &run(command),
+    );
+    let service = &yaml_documents(&variant.join("service.yaml"))[0];
+    assert_eq!(
+        service["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"],
+        "*"
+    );
 
     let kustomization = &yaml_documents(&dir.join("kustomization.yaml"))[0];
     let listed: Vec<&str> = kustomization["resources"]
@@ -205,7 +230,19 @@ fn kubernetes_manifests_validate_against_the_schemas() {
 #[test]
 fn the_kubernetes_edge_config_passes_check() {
     let configmap = &yaml_documents(&deploy("kubernetes/configmap.yaml"))[0];
-    let yaml = configmap["data"]["edge.yaml"].as_str().unwrap();
+    let plain = configmap["data"]["edge.yaml"].as_str().unwrap();
+    // Both variants: as shipped, and with the PROXY protocol lines on.
+    let proxied = plain.replace("#proxy: ", "");
+    assert!(
+        proxied.contains("accept_proxy:"),
+        "the config has the PROXY variant"
+    );
+    for yaml in [plain, proxied.as_str()] {
+        check_k8s_config(yaml);
+    }
+}
+
+fn check_k8s_config(yaml: &str) {
     let local = yaml
         .replace(INSTALLED_POLICY, &hearth_policy().display().to_string())
         .replace(

@@ -26,6 +26,8 @@
 //!   SSE, pools with a dead member, health checks, forward auth.
 //! - `certs`: ACME against Pebble (TLS-ALPN-01, HTTP-01, cache, renewal,
 //!   export), the HTTP listener, hot reload of certificate files.
+//! - `accept_proxy`: behind HAProxy (PROXY v2) and nginx stream (v1), the
+//!   client's address everywhere; hostile headers, slow headers at volume.
 //! - `handlers`: `wasi:http` components at the edge: lk-jwt against stand-in
 //!   homeservers and LiveKit, misbehaving handlers, outbound default deny.
 //! - `hostile`: slowloris, faulting policies and failing backends at volume,
@@ -35,6 +37,7 @@
 
 mod support;
 
+mod accept_proxy;
 mod browser;
 mod certs;
 mod config;
