@@ -6,10 +6,9 @@
 //! served as they come, so nobody outside `from` can claim an address: their
 //! header is just bytes that are not a ClientHello or HTTP request.
 //!
-//! The header is read without taking a byte that follows it (15 bytes at
-//! first, the shortest header of either version; then exactly the v2
-//! length, or a v1 line up to its CRLF found by peeking), from however many
-//! segments it arrives in, within `accept_proxy.timeout`. The wire format is
+//! The header is read without taking a byte that follows it (peeked, then
+//! taken exactly once complete), from however many segments it arrives in,
+//! within `accept_proxy.timeout`. The wire format is
 //! `proxy/proxy_protocol.rs`; the listener calls [`addresses`].
 
 use std::net::SocketAddr;
@@ -20,7 +19,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::Shared;
-use super::proxy_protocol::{self, MIN_HEADER, Malformed, Received, V1_MAX, V2_FIXED};
+use super::proxy_protocol::{self, Malformed, Received, V1_MAX};
 use crate::config::AcceptProxy;
 use crate::metrics::Outcome;
 
@@ -87,47 +86,42 @@ pub async fn addresses(
     }
 }
 
-/// Reads one header: `("v1" | "v2", what it says)`.
+/// Reads one header: `("v1" | "v2", what it says)`. Peeks at what has
+/// arrived and takes exactly the header once it is complete: one `recv`
+/// with `MSG_PEEK` and one `read` when it came in one segment. While it is
+/// incomplete, every byte seen is the header's, so those are taken and the
+/// wait goes on for the rest.
 async fn read_header(
     stream: &mut TcpStream,
     max_v2: usize,
 ) -> Result<(&'static str, Received), HeaderError> {
-    let mut head = [0u8; V2_FIXED];
-    stream.read_exact(&mut head[..MIN_HEADER]).await?;
-    if proxy_protocol::is_v2(&head[..MIN_HEADER]) {
-        stream.read_exact(&mut head[MIN_HEADER..]).await?;
-        let len = proxy_protocol::v2_length(&head, max_v2)?;
-        let mut rest = vec![0u8; len];
-        stream.read_exact(&mut rest).await?;
-        return Ok(("v2", proxy_protocol::parse_v2(&head, &rest)?));
-    }
-    if !proxy_protocol::is_v1(&head[..MIN_HEADER]) {
-        return Err(Malformed::Missing.into());
-    }
-    let mut line = head[..MIN_HEADER].to_vec();
-    let mut peeked = [0u8; V1_MAX];
-    while !line.ends_with(b"\r\n") {
-        if line.len() >= V1_MAX {
-            return Err(Malformed::TooLong.into());
-        }
-        // Everything before the line's end is the header's: take what has
-        // arrived up to the first `\n`, never past it.
-        let n = stream.peek(&mut peeked[..V1_MAX - line.len()]).await?;
+    let limit = max_v2.max(V1_MAX);
+    let mut taken: Vec<u8> = Vec::new();
+    let mut peeked = vec![0u8; limit];
+    loop {
+        let n = stream.peek(&mut peeked[..limit - taken.len()]).await?;
         if n == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
-        let take = peeked[..n]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(n, |i| i + 1);
-        let start = line.len();
-        line.resize(start + take, 0);
-        stream.read_exact(&mut line[start..]).await?;
-        if line.ends_with(b"\n") && !line.ends_with(b"\r\n") {
-            return Err(Malformed::V1("line ends without CRLF").into());
+        let seen = [taken.as_slice(), &peeked[..n]].concat();
+        match proxy_protocol::parse_prefix(&seen, max_v2)? {
+            Some((len, received)) => {
+                let mut rest = vec![0u8; len - taken.len()];
+                stream.read_exact(&mut rest).await?;
+                let version = if proxy_protocol::is_v1(&seen) {
+                    "v1"
+                } else {
+                    "v2"
+                };
+                return Ok((version, received));
+            }
+            None => {
+                let start = taken.len();
+                taken.resize(start + n, 0);
+                stream.read_exact(&mut taken[start..]).await?;
+            }
         }
     }
-    Ok(("v1", proxy_protocol::parse_v1(&line)?))
 }
 
 #[cfg(test)]

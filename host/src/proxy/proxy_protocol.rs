@@ -3,8 +3,9 @@
 //! - [`header_v2`]: the binary version 2 header for TCP over IPv4 and IPv6,
 //!   sent to a backend before any other byte so it learns the client's
 //!   address (`proxy/relay.rs`);
-//! - [`parse_v1`], [`v2_length`], [`parse_v2`]: headers a load balancer
-//!   sends the edge, read by `proxy/accept_proxy.rs` (`accept_proxy`).
+//! - [`parse_prefix`] (over [`parse_v1`], [`v2_length`], [`parse_v2`]):
+//!   headers a load balancer sends the edge, read by
+//!   `proxy/accept_proxy.rs` (`accept_proxy`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -53,12 +54,6 @@ pub fn header_v2(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
 
 /// The longest version 1 header, `\r\n` included (section 2.1).
 pub const V1_MAX: usize = 107;
-/// The shortest header of either version: `PROXY UNKNOWN\r\n` (15 bytes);
-/// a v2 header's fixed part is 16. Reading this many bytes never takes
-/// bytes that follow the header.
-pub const MIN_HEADER: usize = 15;
-/// A v2 header's fixed part: signature, version/command, family, length.
-pub const V2_FIXED: usize = FIXED_LEN;
 
 /// What a received header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +99,7 @@ impl Malformed {
     }
 }
 
-/// Whether `head` (at least [`MIN_HEADER`] bytes) starts a v1 header.
+/// Whether `head` starts a v1 header.
 pub fn is_v1(head: &[u8]) -> bool {
     head.starts_with(b"PROXY ")
 }
@@ -112,6 +107,37 @@ pub fn is_v1(head: &[u8]) -> bool {
 /// Whether `head` starts a v2 header.
 pub fn is_v2(head: &[u8]) -> bool {
     head.starts_with(&SIGNATURE)
+}
+
+/// A header at the start of `bytes` (what has arrived so far): its
+/// length and what it says once complete, `None` while every byte so far
+/// could still be the start of one (then all of them belong to it).
+pub fn parse_prefix(bytes: &[u8], max_v2: usize) -> Result<Option<(usize, Received)>, Malformed> {
+    let v1 = b"PROXY ";
+    let head = &bytes[..bytes.len().min(SIGNATURE.len())];
+    if !(v1.starts_with(&head[..head.len().min(v1.len())]) || SIGNATURE.starts_with(head)) {
+        return Err(Malformed::Missing);
+    }
+    if bytes.starts_with(v1) {
+        let window = &bytes[..bytes.len().min(V1_MAX)];
+        return match window.iter().position(|&b| b == b'\n') {
+            Some(i) if i > 0 && window[i - 1] == b'\r' => {
+                parse_v1(&window[..=i]).map(|r| Some((i + 1, r)))
+            }
+            Some(_) => Err(Malformed::V1("line ends without CRLF")),
+            None if window.len() >= V1_MAX => Err(Malformed::TooLong),
+            None => Ok(None),
+        };
+    }
+    if bytes.len() < FIXED_LEN {
+        return Ok(None);
+    }
+    let fixed: &[u8; FIXED_LEN] = bytes[..FIXED_LEN].try_into().expect("FIXED_LEN bytes");
+    let total = FIXED_LEN + v2_length(fixed, max_v2)?;
+    if bytes.len() < total {
+        return Ok(None);
+    }
+    parse_v2(fixed, &bytes[FIXED_LEN..total]).map(|r| Some((total, r)))
 }
 
 /// A whole v1 line, `PROXY ` to `\r\n` included.
@@ -284,6 +310,43 @@ mod tests {
         let mut short = SIGNATURE.to_vec();
         short.extend_from_slice(&[0x21, 0x11, 0x00, 0x04, 1, 2, 3, 4]);
         assert_eq!(v2(&short), Err(Malformed::V2("short IPv4 address block")));
+    }
+
+    #[test]
+    fn prefixes_are_complete_incomplete_or_refused() {
+        let v2 = header_v2(
+            "127.0.0.3:40000".parse().unwrap(),
+            "127.0.0.1:443".parse().unwrap(),
+        );
+        let v1 = b"PROXY TCP4 127.0.0.3 127.0.0.1 40000 443\r\n".to_vec();
+        for header in [&v2, &v1] {
+            let mut bytes = header.clone();
+            bytes.extend_from_slice(b"\x16\x03\x01");
+            for cut in 0..header.len() {
+                assert_eq!(parse_prefix(&bytes[..cut], 536), Ok(None), "cut at {cut}");
+            }
+            let (len, received) = parse_prefix(&bytes, 536).unwrap().unwrap();
+            assert_eq!(len, header.len());
+            assert!(
+                matches!(received, Received::Proxied { source, .. } if source.to_string() == "127.0.0.3:40000")
+            );
+        }
+        assert_eq!(parse_prefix(b"\x16\x03\x01", 536), Err(Malformed::Missing));
+        assert_eq!(parse_prefix(b"PROXZ", 536), Err(Malformed::Missing));
+        assert_eq!(
+            parse_prefix(b"GET / HTTP/1.1\r\n", 536),
+            Err(Malformed::Missing)
+        );
+        assert_eq!(
+            parse_prefix(b"PROXY TCP4\n", 536),
+            Err(Malformed::V1("line ends without CRLF"))
+        );
+        assert_eq!(parse_prefix(&[b'P'; 1].repeat(1), 536), Ok(None));
+        let endless = [b"PROXY ".as_slice(), &[b'1'; 110]].concat();
+        assert_eq!(parse_prefix(&endless, 536), Err(Malformed::TooLong));
+        let mut big = v2.clone();
+        big[14] = 0x02;
+        assert_eq!(parse_prefix(&big, 536), Err(Malformed::TooLong));
     }
 
     #[test]
