@@ -341,7 +341,7 @@ mod tests {
             parse_prefix(b"PROXY TCP4\n", 536),
             Err(Malformed::V1("line ends without CRLF"))
         );
-        assert_eq!(parse_prefix(&[b'P'; 1].repeat(1), 536), Ok(None));
+        assert_eq!(parse_prefix(b"P", 536), Ok(None));
         let endless = [b"PROXY ".as_slice(), &[b'1'; 110]].concat();
         assert_eq!(parse_prefix(&endless, 536), Err(Malformed::TooLong));
         let mut big = v2.clone();
