@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 # Real peers and clients the end-to-end tests drive.
 PACKAGES=(
     ca-certificates curl openssl   # TLS clients
+    build-essential cmake          # aws-lc-sys (rustls's crypto provider) builds C
     coturn                         # TURN over TLS backend (turnserver)
     nginx                          # HTTP backends
     libnginx-mod-stream            # nginx as a PROXY protocol v1 sender (accept_proxy)

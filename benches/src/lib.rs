@@ -1,8 +1,11 @@
 //! Native baselines for the benchmarks in `benches/benches/`: the same work
 //! as a policy, written as plain Rust, so wasm figures can be given as ratios.
 //! Results and the commands that produced them are in `benches/RESULTS.md`.
+//! [`process`] holds what the benchmark binaries (`src/bin/`) share.
 
 #![deny(missing_docs)]
+
+pub mod process;
 
 use hearth_edge_policy::{Alert, ClientHello, Decision, ProxyProtocol, Rejection, Route};
 

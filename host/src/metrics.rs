@@ -80,6 +80,8 @@ pub struct Metrics {
     /// HTTP mode: time from a request's head to its answer's head, by
     /// backend (`-` for answers the edge made itself).
     http_latency: Mutex<BTreeMap<String, Histogram>>,
+    /// Completed TLS handshakes (terminate, HTTP mode, ACME) by (group, kind).
+    tls_handshakes: Labelled<(String, String)>,
     /// PROXY headers received from balancers, by version (`v1`, `v2`).
     proxy_headers: Labelled<String>,
     /// Connections from balancers closed for their PROXY header, by kind.
@@ -168,6 +170,8 @@ pub struct Snapshot {
     pub proxy_headers: BTreeMap<String, u64>,
     /// Balancers' connections closed for their PROXY header, by kind.
     pub proxy_header_errors: BTreeMap<String, u64>,
+    /// Completed TLS handshakes by (group, kind).
+    pub tls_handshakes: BTreeMap<(String, String), u64>,
 }
 
 /// Counters by label, bounded in the number of labels.
@@ -249,6 +253,7 @@ impl Default for Metrics {
             hello_size: Histogram::new(Buckets::Bytes(HELLO_BYTES)),
             dial_latency: Mutex::new(BTreeMap::new()),
             http_latency: Mutex::new(BTreeMap::new()),
+            tls_handshakes: Labelled::default(),
             proxy_headers: Labelled::default(),
             proxy_header_errors: Labelled::default(),
             handler_requests: Labelled::default(),
@@ -353,6 +358,12 @@ impl Metrics {
         observe_by_label(&self.http_latency, backend, HTTP_SECONDS, took);
     }
 
+    /// Counts a completed TLS handshake by key exchange group and kind.
+    pub fn tls_handshake(&self, group: &str, kind: &str) {
+        self.tls_handshakes
+            .add((group.to_owned(), kind.to_owned()), 1);
+    }
+
     /// Counts a PROXY header read from a balancer (`v1` or `v2`).
     pub fn proxy_header(&self, version: &str) {
         self.proxy_headers.add_str(version, 1);
@@ -432,6 +443,7 @@ impl Metrics {
             reloads: self.reloads.snapshot(),
             shadow_decisions: load(&self.shadow_decisions),
             shadow_disagreements: load(&self.shadow_disagreements),
+            tls_handshakes: self.tls_handshakes.snapshot(),
             proxy_headers: self.proxy_headers.snapshot(),
             proxy_header_errors: self.proxy_header_errors.snapshot(),
             handler_requests: self.handler_requests.snapshot(),

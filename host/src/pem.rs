@@ -13,10 +13,20 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// The crypto provider used everywhere: ring, with its default (safe)
-/// cipher suites and key exchange groups. Also `tls::provider`.
+/// The crypto provider used everywhere: aws-lc-rs with its default (safe)
+/// cipher suites, and the key exchange groups in this order: the hybrid
+/// post-quantum X25519MLKEM768, then X25519, P-256, P-384. Also
+/// `tls::provider`.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::aws_lc_rs::{self, kx_group};
+    let mut provider = aws_lc_rs::default_provider();
+    provider.kx_groups = vec![
+        kx_group::X25519MLKEM768,
+        kx_group::X25519,
+        kx_group::SECP256R1,
+        kx_group::SECP384R1,
+    ];
+    Arc::new(provider)
 }
 
 /// A parsed certificate chain with its key and the names it serves.

@@ -10,10 +10,11 @@
 //!       target/release/hearth-wasm-edge [CONNECTIONS]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use hearth_edge_benches::process::{cpu_seconds, free_port, wait_up};
 
 /// A minimal TLS 1.2/1.3 ClientHello for `unknown.test` (SNI only).
 fn client_hello() -> Vec<u8> {
@@ -42,14 +43,6 @@ fn client_hello() -> Vec<u8> {
     record
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start_edge(bin: &Path, dir: &Path, name: &str, extra: &str) -> (Child, SocketAddr) {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let policy = std::env::current_dir()
@@ -71,33 +64,8 @@ fn start_edge(bin: &Path, dir: &Path, name: &str, extra: &str) -> (Child, Socket
         .stderr(Stdio::null())
         .spawn()
         .expect("start the edge");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "edge {name} did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_up(addr);
     (child, addr)
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / clock_ticks()
-}
-
-/// `getconf CLK_TCK`: the unit of /proc/<pid>/stat's times.
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-    })
 }
 
 /// Opens `n` connections (4 threads), each sending `prefix` + the hello
@@ -172,7 +140,9 @@ fn main() {
     ] {
         println!("| {label} | {value:.1} | {:.2} |", value / results[0]);
     }
-    let _ = plain.kill();
-    let _ = proxied.kill();
+    for child in [&mut plain, &mut proxied] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -266,6 +266,18 @@ pub fn render(m: &Metrics, cx: &Context<'_>) -> String {
     }
     handlers(&mut out, m, &s);
     out.family(
+        "tls_handshakes_total",
+        "counter",
+        "Completed TLS handshakes where the edge terminates, by key exchange group and kind (full, hrr, resumed).",
+    );
+    for ((group, kind), n) in &s.tls_handshakes {
+        out.sample(
+            "tls_handshakes_total",
+            &[("group", group), ("kind", kind)],
+            *n,
+        );
+    }
+    out.family(
         "proxy_headers_total",
         "counter",
         "PROXY protocol headers received from accept_proxy peers, by version.",

@@ -33,7 +33,7 @@ use crate::http::{self, ConnInfo};
 use crate::io::{Counting, Counts};
 use crate::metrics::{Outcome, track_active};
 use crate::tls::acme::ACME_TLS_ALPN;
-use crate::tls::handshake;
+use crate::tls::handshake::{self, Negotiated};
 
 /// Bytes read from the socket at a time while waiting for the hello: a
 /// typical hello fits in one read, a post-quantum one in two.
@@ -53,6 +53,8 @@ pub struct Conn {
     down: u64,
     /// The HTTP mode's byte counts, read at close.
     http_counts: Option<Arc<Counts>>,
+    /// What the TLS handshake negotiated, when the edge terminated.
+    tls: Option<Negotiated>,
 }
 
 /// What the policy (or `on_error`) chose, resolved against the config.
@@ -79,6 +81,7 @@ impl Conn {
             up: 0,
             down: 0,
             http_counts: None,
+            tls: None,
         }
     }
 
@@ -141,8 +144,14 @@ impl Conn {
         shared.metrics.hello_size(u64::from(hello.hello_bytes));
         if let Some(tls) = acme_validation(&shared, &hello) {
             // The CA closes the connection once it has seen the certificate.
-            let mut stream =
-                handshake::accept(client, replay, tls, limits.client_hello_timeout).await?;
+            let (mut stream, _) = handshake::accept(
+                client,
+                replay,
+                tls,
+                limits.client_hello_timeout,
+                &shared.metrics,
+            )
+            .await?;
             let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
             return Ok(Routed::Done(Outcome::Acme));
         }
@@ -160,7 +169,8 @@ impl Conn {
                     .decision(target.mode.as_str(), &target.backend.name);
                 self.backend = Some(target.backend.name.clone());
                 let header = target.proxy_v2.then_some((self.source, self.local));
-                let relayed = relay::run(&shared, client, replay, &target, header).await?;
+                let relayed =
+                    relay::run(&shared, client, replay, &target, header, &mut self.tls).await?;
                 self.up = relayed.up;
                 self.down = relayed.down;
                 Ok(Routed::Done(target.mode.outcome()))
@@ -248,7 +258,9 @@ impl Conn {
         self.http_counts = Some(counts.clone());
         let client = Counting::new(client, counts);
         let timeout = shared.config.limits.client_hello_timeout;
-        let stream = handshake::accept(client, replay, tls, timeout).await?;
+        let (stream, negotiated) =
+            handshake::accept(client, replay, tls, timeout, &shared.metrics).await?;
+        self.tls = Some(negotiated);
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let conn = ConnInfo::new(self.source, "https", set, self.sni.clone());
         if let Err(error) = http::serve(shared.http.clone(), stream, h2, conn).await {
@@ -268,6 +280,8 @@ impl Conn {
             sni = %self.sni(),
             decision = %outcome.as_str(),
             backend = %self.backend.as_deref().unwrap_or("-"),
+            tls_group = %self.tls.map_or("-", |t| t.group),
+            tls_handshake = %self.tls.map_or("-", |t| t.kind),
             bytes_up = self.up,
             bytes_down = self.down,
             duration_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX),

@@ -21,7 +21,7 @@ use crate::config::Backend;
 use crate::error::ConnError;
 use crate::io::{RelayEnd, Relayed, relay};
 use crate::metrics::Outcome;
-use crate::tls::handshake;
+use crate::tls::handshake::{self, Negotiated};
 
 /// Where a relayed connection goes.
 pub struct Target<'a> {
@@ -72,6 +72,7 @@ pub async fn run(
     hello: Vec<u8>,
     target: &Target<'_>,
     proxy: Option<(SocketAddr, SocketAddr)>,
+    negotiated: &mut Option<Negotiated>,
 ) -> Result<Relayed, ConnError> {
     let limits = &shared.config.limits;
     let name = &target.backend.name;
@@ -117,7 +118,15 @@ pub async fn run(
         }
         Some(tls) => {
             // The handshake gets as long as the hello had.
-            let stream = handshake::accept(client, hello, tls, limits.client_hello_timeout).await?;
+            let (stream, tls) = handshake::accept(
+                client,
+                hello,
+                tls,
+                limits.client_hello_timeout,
+                &shared.metrics,
+            )
+            .await?;
+            *negotiated = Some(tls);
             if let Some(header) = header {
                 backend
                     .write_all(&header)

@@ -90,12 +90,14 @@ fn chromium_loads_a_page_through_the_edge_with_a_post_quantum_hello() {
         hello.contains(X25519_MLKEM768),
         "Chromium offers an X25519MLKEM768 key share: {hello}"
     );
+    // The edge answers it post-quantum: the hybrid group is negotiated.
     edge.expect_log(
         &[
             "connection closed",
             "sni=hearth.test",
             "decision=terminate",
             "backend=pocketbase",
+            "tls_group=X25519MLKEM768",
         ],
         STEP_TIMEOUT,
     );

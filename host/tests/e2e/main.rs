@@ -30,6 +30,8 @@
 //!   client's address everywhere; hostile headers, slow headers at volume.
 //! - `handlers`: `wasi:http` components at the edge: lk-jwt against stand-in
 //!   homeservers and LiveKit, misbehaving handlers, outbound default deny.
+//! - `post_quantum`: X25519MLKEM768 where the edge terminates, classical
+//!   groups, a HelloRetryRequest.
 //! - `hostile`: slowloris, faulting policies and failing backends at volume,
 //!   the security-relevant defaults (`hostile/*.rs`).
 //!
@@ -50,5 +52,6 @@ mod limits;
 mod ops;
 mod passthrough;
 mod peers;
+mod post_quantum;
 mod reject;
 mod terminate;

@@ -101,7 +101,8 @@ impl Outbound {
                 .add(cert.clone())
                 .map_err(|e| format!("outbound.ca_roots: {e}"))?;
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // The tree's one provider (aws-lc-rs), post-quantum first.
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?

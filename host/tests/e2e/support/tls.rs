@@ -22,7 +22,7 @@ pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 pub fn client_config(alpn: &[&str]) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.add(cert_der("ca.crt")).expect("add test CA");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
