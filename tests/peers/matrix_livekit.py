@@ -7,7 +7,8 @@ Usage:
       HTTPS on HOST, a free port. GET /_matrix/federation/v1/openid/userinfo
       ?access_token=T answers {"sub": USER} for a known token (USER without
       a server part gets ":" + the Host header the client sent), else 401
-      M_UNKNOWN_TOKEN. Every userinfo request is logged as `userinfo N`.
+      M_UNKNOWN_TOKEN. Every userinfo request is logged as `userinfo N`, every
+      accepted connection as `connection accepted`.
   matrix_livekit.py livekit HOST KEY SECRET
       HTTP on HOST, a free port. POST /twirp/livekit.RoomService/CreateRoom
       checks the bearer token (HS256 with SECRET, iss KEY, unexpired,
@@ -61,6 +62,10 @@ def verify_jwt(token, key, secret):
 
 class JsonHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        print("connection accepted", flush=True)
 
     def answer(self, status, body):
         if status >= 400:

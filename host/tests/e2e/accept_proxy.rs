@@ -319,3 +319,30 @@ fn hostile_headers_cost_their_connection_only() {
     );
     drop(slow);
 }
+
+#[test]
+fn the_redirect_listener_logs_the_client_behind_a_balancer() {
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let edge = EdgeBuilder::hearth()
+        .yaml(ACCEPT_PROXY)
+        .start_on(listen, Some(http));
+    let (_haproxy, via, _dir) = haproxy(http);
+    let out = Command::new(require_binary("curl", "curl"))
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--interface",
+            "127.0.0.3",
+        ])
+        .args(["--max-time", "10", "-H", &format!("host: {APEX_NAME}")])
+        .arg(format!("http://127.0.0.1:{}/page", via.port()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "301");
+    let line = edge.expect_log(&["http request", "path=/page"], STEP_TIMEOUT);
+    assert!(line.contains("source=127.0.0.3:"), "{line}");
+}

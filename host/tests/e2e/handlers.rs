@@ -109,6 +109,11 @@ impl StandIn {
         self.peer.logs.count("userinfo ")
     }
 
+    /// Connections accepted so far.
+    fn connections(&self) -> usize {
+        self.peer.logs.count("connection accepted")
+    }
+
     /// Rooms created so far.
     fn created(&self) -> Vec<String> {
         self.peer
@@ -385,6 +390,12 @@ fn lk_jwt_exchanges_openid_tokens_for_livekit_tokens() {
             "{body}"
         );
     }
+    // The handler's client keeps its connections: fewer than requests.
+    let (calls, connections) = (full.userinfo_calls(), full.connections());
+    assert!(
+        calls >= 5 && connections < calls,
+        "{calls} userinfo requests over {connections} connections"
+    );
     assert_eq!(
         outside.userinfo_calls(),
         0,
