@@ -80,8 +80,9 @@ pub struct Metrics {
     /// HTTP mode: time from a request's head to its answer's head, by
     /// backend (`-` for answers the edge made itself).
     http_latency: Mutex<BTreeMap<String, Histogram>>,
-    /// Completed TLS handshakes (terminate, HTTP mode, ACME) by (group, kind).
-    tls_handshakes: Labelled<(String, String)>,
+    /// Completed TLS handshakes (terminate, HTTP mode, ACME) by
+    /// [`TLS_GROUPS`] × [`TLS_KINDS`]: fixed counters, no lock per handshake.
+    tls_handshakes: [[AtomicU64; TLS_KINDS.len()]; TLS_GROUPS.len()],
     /// PROXY headers received from balancers, by version (`v1`, `v2`).
     proxy_headers: Labelled<String>,
     /// Connections from balancers closed for their PROXY header, by kind.
@@ -183,6 +184,19 @@ trait LabelKey: Ord + Clone {
     fn overflow() -> Self;
 }
 
+/// Key exchange groups of `tls_handshakes_total` (`tls/handshake.rs`).
+pub const TLS_GROUPS: [&str; 5] = [
+    "X25519MLKEM768",
+    "X25519",
+    "secp256r1",
+    "secp384r1",
+    "other",
+];
+/// Where a group not in [`TLS_GROUPS`] is counted.
+const TLS_OTHER_GROUP: usize = 4;
+/// Handshake kinds of `tls_handshakes_total`.
+pub const TLS_KINDS: [&str; 3] = ["full", "hrr", "resumed"];
+
 /// Buckets of the policy decision latency, in seconds: a decision takes
 /// microseconds; `max_time` (5 ms by default) bounds it.
 const DECISION_SECONDS: &[f64] = &[
@@ -253,7 +267,7 @@ impl Default for Metrics {
             hello_size: Histogram::new(Buckets::Bytes(HELLO_BYTES)),
             dial_latency: Mutex::new(BTreeMap::new()),
             http_latency: Mutex::new(BTreeMap::new()),
-            tls_handshakes: Labelled::default(),
+            tls_handshakes: Default::default(),
             proxy_headers: Labelled::default(),
             proxy_header_errors: Labelled::default(),
             handler_requests: Labelled::default(),
@@ -358,10 +372,16 @@ impl Metrics {
         observe_by_label(&self.http_latency, backend, HTTP_SECONDS, took);
     }
 
-    /// Counts a completed TLS handshake by key exchange group and kind.
+    /// Counts a completed TLS handshake by key exchange group and kind
+    /// (values of [`TLS_GROUPS`] and [`TLS_KINDS`]; anything else counts as
+    /// `other` / `full`).
     pub fn tls_handshake(&self, group: &str, kind: &str) {
-        self.tls_handshakes
-            .add((group.to_owned(), kind.to_owned()), 1);
+        let g = TLS_GROUPS
+            .iter()
+            .position(|x| *x == group)
+            .unwrap_or(TLS_OTHER_GROUP);
+        let k = TLS_KINDS.iter().position(|x| *x == kind).unwrap_or(0);
+        self.tls_handshakes[g][k].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a PROXY header read from a balancer (`v1` or `v2`).
@@ -443,7 +463,16 @@ impl Metrics {
             reloads: self.reloads.snapshot(),
             shadow_decisions: load(&self.shadow_decisions),
             shadow_disagreements: load(&self.shadow_disagreements),
-            tls_handshakes: self.tls_handshakes.snapshot(),
+            tls_handshakes: TLS_GROUPS
+                .iter()
+                .enumerate()
+                .flat_map(|(g, group)| {
+                    TLS_KINDS.iter().enumerate().filter_map(move |(k, kind)| {
+                        let n = load(&self.tls_handshakes[g][k]);
+                        (n > 0).then(|| ((group.to_string(), kind.to_string()), n))
+                    })
+                })
+                .collect(),
             proxy_headers: self.proxy_headers.snapshot(),
             proxy_header_errors: self.proxy_header_errors.snapshot(),
             handler_requests: self.handler_requests.snapshot(),
