@@ -543,6 +543,14 @@ mod tests {
     }
 
     #[test]
+    fn a_route_set_names_its_stun_backend() {
+        let config = load_relative("valid", "http.yaml").unwrap();
+        let set = &config.http_routes["pocketbase"];
+        assert_eq!(set.stun_backend.as_deref(), Some("turn-tcp"));
+        assert!(config.backends["turn-tcp"].proxy_protocol_v2);
+    }
+
+    #[test]
     fn every_valid_config_loads() {
         let names = yaml_files("valid");
         assert!(!names.is_empty());

@@ -38,6 +38,9 @@ pub enum Outcome {
     Acme,
     /// Served as plain HTTP on a `plain_listen` listener.
     PlainHttp,
+    /// TLS terminated into a route set, then relayed to its `stun_backend`
+    /// because the first bytes were a STUN message.
+    Turn,
 }
 
 /// Distinct labels kept per labelled counter; further labels count under
@@ -55,7 +58,7 @@ pub struct Metrics {
     pub active: AtomicU64,
     /// Connections closed on accept because `max_concurrent_conns` was reached.
     pub limit_rejected: AtomicU64,
-    closed: [AtomicU64; 6],
+    closed: [AtomicU64; Outcome::ALL.len()],
     /// Backend dials that failed or timed out (all backends).
     pub dial_failures: AtomicU64,
     /// TLS handshakes (terminate) that failed or timed out.
@@ -95,6 +98,12 @@ pub struct Metrics {
     handler_outbound: Labelled<(String, String)>,
     /// Handlers: time to the answer's head, by handler.
     handler_latency: Mutex<BTreeMap<String, Histogram>>,
+    /// TURN relays of route sets' `stun_backend`, by route set.
+    turn_relays: Labelled<String>,
+    /// Their bytes by (route set, direction).
+    turn_bytes: Labelled<(String, &'static str)>,
+    /// Their durations by route set.
+    turn_duration: Mutex<BTreeMap<String, Histogram>>,
     reloads: Labelled<&'static str>,
     /// Unix time of the last successful load or reload, and whether the
     /// last attempt succeeded.
@@ -173,6 +182,10 @@ pub struct Snapshot {
     pub proxy_header_errors: BTreeMap<String, u64>,
     /// Completed TLS handshakes by (group, kind).
     pub tls_handshakes: BTreeMap<(String, String), u64>,
+    /// TURN relays by route set.
+    pub turn_relays: BTreeMap<String, u64>,
+    /// TURN relays' bytes by (route set, `up`/`down`).
+    pub turn_bytes: BTreeMap<(String, &'static str), u64>,
 }
 
 /// Counters by label, bounded in the number of labels.
@@ -218,16 +231,23 @@ const DIAL_SECONDS: &[f64] = &[
     0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// Buckets of TURN relay durations, in seconds: from a failed attempt to
+/// a call of hours.
+const TURN_SECONDS: &[f64] = &[
+    1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+];
+
 // === impl Outcome ===
 
 impl Outcome {
-    const ALL: [Outcome; 6] = [
+    const ALL: [Outcome; 7] = [
         Outcome::Passthrough,
         Outcome::Terminate,
         Outcome::Reject,
         Outcome::Error,
         Outcome::Acme,
         Outcome::PlainHttp,
+        Outcome::Turn,
     ];
 
     /// The label used in logs and metrics.
@@ -239,6 +259,7 @@ impl Outcome {
             Outcome::Error => "error",
             Outcome::Acme => "acme",
             Outcome::PlainHttp => "plain_http",
+            Outcome::Turn => "turn",
         }
     }
 }
@@ -274,6 +295,9 @@ impl Default for Metrics {
             handler_failures: Labelled::default(),
             handler_outbound: Labelled::default(),
             handler_latency: Mutex::new(BTreeMap::new()),
+            turn_relays: Labelled::default(),
+            turn_bytes: Labelled::default(),
+            turn_duration: Mutex::new(BTreeMap::new()),
             reloads: Labelled::default(),
             last_reload: Mutex::new((0, false)),
             shadow_decisions: AtomicU64::new(0),
@@ -417,6 +441,15 @@ impl Metrics {
             .add((handler.to_owned(), result.to_owned()), 1);
     }
 
+    /// Counts a finished TURN relay of route set `routes`: its bytes
+    /// (plaintext) and how long it lasted.
+    pub fn turn_relay(&self, routes: &str, up: u64, down: u64, took: Duration) {
+        self.turn_relays.add_str(routes, 1);
+        self.turn_bytes.add((routes.to_owned(), "up"), up);
+        self.turn_bytes.add((routes.to_owned(), "down"), down);
+        observe_by_label(&self.turn_duration, routes, TURN_SECONDS, took);
+    }
+
     /// Counts a failed dial.
     pub fn dial_failure(&self, backend: &str) {
         self.dial_failures.fetch_add(1, Ordering::Relaxed);
@@ -478,6 +511,8 @@ impl Metrics {
             handler_requests: self.handler_requests.snapshot(),
             handler_failures: self.handler_failures.snapshot(),
             handler_outbound: self.handler_outbound.snapshot(),
+            turn_relays: self.turn_relays.snapshot(),
+            turn_bytes: self.turn_bytes.snapshot(),
         }
     }
 }

@@ -5,6 +5,8 @@
 //! - `proxy/workers.rs`: the worker threads the accept loops run on.
 //! - `proxy/conn.rs`: one TLS connection, top to bottom (start reading here).
 //! - `proxy/relay.rs`: passthrough and terminate relays to a backend.
+//! - `proxy/stun.rs`: TURN on a website's name: a terminated connection
+//!   whose first bytes are STUN goes to the route set's `stun_backend`.
 //! - `proxy/reject.rs`: TLS alerts for refused connections.
 //! - `proxy/accept_proxy.rs`: the client's address from a balancer's
 //!   PROXY header (`accept_proxy`), before anything else reads the socket.
@@ -32,6 +34,7 @@ mod redirect;
 pub mod reject;
 mod relay;
 mod shadow;
+mod stun;
 mod workers;
 
 use std::collections::HashMap;

@@ -45,6 +45,9 @@ pub struct RawRouteSet {
     /// Peers whose `X-Forwarded-*` / `Forwarded` headers are kept.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// A TURN server's plain-TCP listener: terminated connections whose
+    /// first bytes are a STUN message are relayed there (`proxy/stun.rs`).
+    pub stun_backend: Option<BackendName>,
 }
 
 /// One route of a route set.
@@ -145,6 +148,8 @@ pub struct RouteSet {
     pub trusted_proxies: Vec<Cidr>,
     /// First match wins.
     pub routes: Vec<HttpRoute>,
+    /// The backend a STUN first message is relayed to, if any.
+    pub stun_backend: Option<String>,
 }
 
 /// One HTTP route.
@@ -446,6 +451,10 @@ pub fn route_sets(
                 Cidr::parse(text).or_else(|m| fail(at(&format!("trusted_proxies[{i}]")), m))?,
             );
         }
+        let stun_backend = match &set.stun_backend {
+            Some(name) => Some(backend_ref(at("stun_backend"), name)?),
+            None => None,
+        };
         let mut routes = Vec::new();
         for (i, r) in set.routes.into_iter().enumerate() {
             let rat = |field: &str| at(&format!("routes[{i}].{field}"));
@@ -528,6 +537,7 @@ pub fn route_sets(
                 alpn,
                 trusted_proxies,
                 routes,
+                stun_backend,
             },
         );
     }

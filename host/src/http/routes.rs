@@ -95,6 +95,7 @@ mod tests {
             alpn: vec![],
             trusted_proxies: vec![],
             routes,
+            stun_backend: None,
         }
     }
 

@@ -88,6 +88,43 @@ fn handlers(out: &mut Writer, m: &Metrics, s: &super::Snapshot) {
     }
 }
 
+/// TURN relays of route sets' `stun_backend` (`proxy/stun.rs`): count,
+/// bytes and duration by route set.
+fn turn(out: &mut Writer, m: &Metrics, s: &super::Snapshot) {
+    out.family(
+        "turn_relays_total",
+        "counter",
+        "Terminated connections relayed to a route set's stun_backend, by route set.",
+    );
+    for (routes, n) in &s.turn_relays {
+        out.sample("turn_relays_total", &[("routes", routes)], *n);
+    }
+    out.family(
+        "turn_relay_bytes_total",
+        "counter",
+        "Plaintext bytes of TURN relays, by route set and direction (up: client to TURN).",
+    );
+    for ((routes, direction), n) in &s.turn_bytes {
+        out.sample(
+            "turn_relay_bytes_total",
+            &[("routes", routes), ("direction", direction)],
+            *n,
+        );
+    }
+    out.family(
+        "turn_relay_duration_seconds",
+        "histogram",
+        "How long TURN relays lasted, by route set.",
+    );
+    for (routes, h) in lock(&m.turn_duration).iter() {
+        out.histogram(
+            "turn_relay_duration_seconds",
+            &[("routes", routes)],
+            &h.snapshot(),
+        );
+    }
+}
+
 /// The text served at `/metrics`.
 pub fn render(m: &Metrics, cx: &Context<'_>) -> String {
     let mut out = Writer(String::with_capacity(8 * 1024));
@@ -265,6 +302,7 @@ pub fn render(m: &Metrics, cx: &Context<'_>) -> String {
         );
     }
     handlers(&mut out, m, &s);
+    turn(&mut out, m, &s);
     out.family(
         "tls_handshakes_total",
         "counter",

@@ -2,7 +2,8 @@
 //! the ClientHello, answers it here if it is an ACME TLS-ALPN-01
 //! validation of a name the edge manages, else asks the policy
 //! (`decide.rs`), then routes: a relay (passthrough or terminate,
-//! `proxy/relay.rs`), the HTTP mode (`http.rs`) or a rejection
+//! `proxy/relay.rs`), the HTTP mode (`http.rs`, or a TURN relay when a
+//! route set's first bytes are STUN, `proxy/stun.rs`) or a rejection
 //! (`proxy/reject.rs`). It ends with one `connection closed` line and one
 //! metrics record. Every failure is a [`ConnError`], reported in
 //! [`Conn::report`] and turned into what the client sees by
@@ -25,12 +26,13 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, info_span, warn};
 
 use super::relay::{self, Mode, Target};
+use super::stun::{self, Sniffed};
 use super::{Shared, reject};
 use crate::config::{Config, RouteSet};
 use crate::decide::{self, Fallback, Subject};
 use crate::error::ConnError;
 use crate::http::{self, ConnInfo};
-use crate::io::{Counting, Counts};
+use crate::io::{Counting, Counts, Replay};
 use crate::metrics::{Outcome, track_active};
 use crate::tls::acme::ACME_TLS_ALPN;
 use crate::tls::handshake::{self, Negotiated};
@@ -262,6 +264,34 @@ impl Conn {
             handshake::accept(client, replay, tls, timeout, &shared.metrics).await?;
         self.tls = Some(negotiated);
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let mut stream = stream;
+        let mut first = Vec::new();
+        // HTTP/2 is never STUN; an HTTP/1.1 or ALPN-less connection into a
+        // set with a `stun_backend` may be either: its first bytes say.
+        let stun = shared.config.http_routes.get(&set).and_then(|s| {
+            let name = s.stun_backend.as_ref()?;
+            shared.config.backends.get(name)
+        });
+        if let Some(backend) = stun.filter(|_| !h2) {
+            let timeout = shared.config.limits.http_header_timeout;
+            match stun::sniff(&mut stream, timeout).await {
+                Sniffed::Stun(first) => {
+                    self.backend = Some(backend.name.clone());
+                    let header = backend
+                        .proxy_protocol_v2
+                        .then_some((self.source, self.local));
+                    let start = Instant::now();
+                    let relayed = stun::relay(&shared, stream, first, backend, header).await?;
+                    shared
+                        .metrics
+                        .turn_relay(&set, relayed.up, relayed.down, start.elapsed());
+                    return Ok(Outcome::Turn);
+                }
+                Sniffed::Http(read) => first = read,
+                Sniffed::Silent => return Ok(Outcome::Terminate),
+            }
+        }
+        let stream = Replay::new(first, stream);
         let conn = ConnInfo::new(self.source, "https", set, self.sni.clone());
         if let Err(error) = http::serve(shared.http.clone(), stream, h2, conn).await {
             debug!(source = %self.source, error = %error, "http connection ended with an error");

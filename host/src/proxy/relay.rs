@@ -7,7 +7,8 @@
 //!   header goes first, then plaintext.
 //!
 //! Both then copy both ways until the connection ends (`io/copy.rs`).
-//! Called by `proxy/conn.rs` once the policy chose the route.
+//! Called by `proxy/conn.rs` once the policy chose the route; [`dial`]
+//! and [`finish`] also serve the TURN relay of `proxy/stun.rs`.
 
 use std::net::SocketAddr;
 
@@ -22,6 +23,7 @@ use crate::error::ConnError;
 use crate::io::{RelayEnd, Relayed, relay};
 use crate::metrics::Outcome;
 use crate::tls::handshake::{self, Negotiated};
+use crate::upstream::Lease;
 
 /// Where a relayed connection goes.
 pub struct Target<'a> {
@@ -86,14 +88,7 @@ pub async fn run(
         ),
         Mode::Passthrough => None,
     };
-    let pool = shared
-        .upstreams
-        .get(name)
-        .ok_or_else(|| ConnError::NoPool(name.clone()))?;
-    let dial_start = Instant::now();
-    // Held for the connection's life: least-connections counts it.
-    let (mut backend, _lease) = pool.connect(limits.backend_dial_timeout).await?;
-    shared.metrics.dial_latency(name, dial_start.elapsed());
+    let (mut backend, _lease) = dial(shared, name).await?;
     let header = proxy.map(|(source, local)| proxy_protocol::header_v2(source, local));
 
     let relayed = match tls {
@@ -140,8 +135,23 @@ pub async fn run(
     Ok(relayed)
 }
 
+/// Connects to backend `name` through its pool, timing the dial. The
+/// lease is held for the connection's life: least-connections counts it.
+pub async fn dial(shared: &Shared, name: &str) -> Result<(TcpStream, Lease), ConnError> {
+    let pool = shared
+        .upstreams
+        .get(name)
+        .ok_or_else(|| ConnError::NoPool(name.to_owned()))?;
+    let dial_start = Instant::now();
+    let dialled = pool
+        .connect(shared.config.limits.backend_dial_timeout)
+        .await?;
+    shared.metrics.dial_latency(name, dial_start.elapsed());
+    Ok(dialled)
+}
+
 /// Counts the relay's bytes and how it ended.
-fn finish(shared: &Shared, backend: &str, relayed: &Relayed) {
+pub fn finish(shared: &Shared, backend: &str, relayed: &Relayed) {
     shared.metrics.relayed(backend, relayed.up, relayed.down);
     match &relayed.end {
         RelayEnd::Closed => {}

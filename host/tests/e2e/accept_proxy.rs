@@ -14,7 +14,7 @@ use crate::support::hello::rustls_hello;
 use crate::support::http_echo::HttpEcho;
 use crate::support::process::{Peer, TempDir, free_port, require_binary};
 use crate::support::recorder::{Mode, Recorder};
-use crate::support::tls::{client_config, curl_edge, status};
+use crate::support::tls::{client_config, connect_from, curl_edge, status};
 use crate::support::{APEX_NAME, STEP_TIMEOUT, TURN_NAME, poll_until, repo_root};
 
 /// The edge takes PROXY headers from 127.0.0.1 (the balancers) only.
@@ -62,19 +62,6 @@ fn nginx_stream(edge: SocketAddr) -> (Peer, SocketAddr, TempDir) {
     let mut peer = Peer::spawn("nginx", command);
     peer.wait_listening(port).expect("nginx listening");
     (peer, SocketAddr::from(([127, 0, 0, 1], port)), dir)
-}
-
-/// A TCP connection to `to` from `from` (a loopback address of its own).
-fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(&SocketAddr::from((from, 0)).into())
-        .expect("bind a loopback address");
-    socket.connect(&to.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream.set_nodelay(true).unwrap();
-    stream.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
-    stream
 }
 
 /// Whether the edge closes `stream` (EOF or reset) before it answers.

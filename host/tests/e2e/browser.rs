@@ -13,20 +13,52 @@ use crate::support::{APEX_NAME, STEP_TIMEOUT, cert_path};
 /// The TLS code point of the X25519MLKEM768 hybrid group.
 const X25519_MLKEM768: &str = "0x11ec";
 
-/// base64(sha256(SubjectPublicKeyInfo)) of the edge's test leaf: what
-/// Chromium's `--ignore-certificate-errors-spki-list` pins, so the browser
-/// accepts exactly that certificate and no other.
-fn spki_pin() -> String {
+/// base64(sha256(SubjectPublicKeyInfo)) of the test leaf `cert`
+/// (`edge.crt`, `turn.crt`): what Chromium's
+/// `--ignore-certificate-errors-spki-list` pins, so the browser accepts
+/// exactly that certificate and no other (for TURN over TLS too).
+pub(crate) fn spki_pin(cert: &str) -> String {
     let script = format!(
         "openssl x509 -in '{}' -noout -pubkey | openssl pkey -pubin -outform der \
          | openssl dgst -sha256 -binary | openssl base64 -A",
-        cert_path("edge.crt").display()
+        cert_path(cert).display()
     );
     let mut command = Command::new("sh");
     command.arg("-c").arg(script);
     let out = run_tool(command, b"", STEP_TIMEOUT);
     assert!(out.status.success(), "spki pin: {}", out.stderr);
     out.stdout.trim().to_owned()
+}
+
+/// Headless Chromium with its own profile, `names` resolving to
+/// 127.0.0.1 and only the test leaves `certs` accepted (by SPKI pin).
+pub(crate) fn chromium_command(
+    chromium: &std::path::Path,
+    profile: &TempDir,
+    names: &[&str],
+    certs: &[&str],
+) -> Command {
+    let rules: Vec<String> = names.iter().map(|n| format!("MAP {n} 127.0.0.1")).collect();
+    let pins: Vec<String> = certs.iter().map(|c| spki_pin(c)).collect();
+    let mut command = Command::new(chromium);
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--host-resolver-rules={}", rules.join(", ")))
+        .arg(format!(
+            "--ignore-certificate-errors-spki-list={}",
+            pins.join(",")
+        ));
+    command
 }
 
 #[test]
@@ -41,29 +73,8 @@ fn chromium_loads_a_page_through_the_edge_with_a_post_quantum_hello() {
     let profile = TempDir::new("chromium");
     let url = format!("https://{APEX_NAME}:{}/api/health", edge.addr.port());
 
-    let mut command = Command::new(chromium);
-    command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!(
-            "--host-resolver-rules=MAP {APEX_NAME} {}",
-            edge.addr.ip()
-        ))
-        .arg(format!(
-            "--ignore-certificate-errors-spki-list={}",
-            spki_pin()
-        ))
-        .arg("--dump-dom")
-        .arg(&url);
+    let mut command = chromium_command(&chromium, &profile, &[APEX_NAME], &["edge.crt"]);
+    command.arg("--dump-dom").arg(&url);
     let out = run_tool(command, b"", STEP_TIMEOUT * 6);
     assert!(
         out.stdout.contains(POCKETBASE_BODY.trim()),

@@ -32,6 +32,9 @@
 //!   homeservers and LiveKit, misbehaving handlers, outbound default deny.
 //! - `post_quantum`: X25519MLKEM768 where the edge terminates, classical
 //!   groups, a HelloRetryRequest.
+//! - `stealth_turn`: TURN on the website's name (a route set's
+//!   `stun_backend`): Allocate over TLS, PROXY v2 to coturn, probes answered
+//!   as the website, Chromium's relay candidate in both TURN modes.
 //! - `hostile`: slowloris, faulting policies and failing backends at volume,
 //!   the security-relevant defaults (`hostile/*.rs`).
 //!
@@ -54,4 +57,5 @@ mod passthrough;
 mod peers;
 mod post_quantum;
 mod reject;
+mod stealth_turn;
 mod terminate;

@@ -17,6 +17,10 @@
 //!    the edge answers TLS-ALPN-01 validations for the names it manages
 //!    (`tls.names`) before asking the policy, and those of other names reach
 //!    the TURN backend like any connection, for its own ACME client.
+//!    With `turn_mode: apex` there is no `turn.<domain>` (it is an unknown
+//!    name) and the aliases are terminated to the web backend like the
+//!    apex: TURN then rides on the website's names, found by the edge in
+//!    the first plaintext bytes (the route set's `stun_backend`).
 //! 5. `lk.<domain>`: terminated, forwarded to the LiveKit backend.
 //! 6. `<domain>`: terminated, forwarded to the web backend (PocketBase).
 //! 7. Anything else: rejected (`unknown-sni`, alert `unrecognized_name`).
@@ -28,7 +32,8 @@
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `domain` | required | the apex name, e.g. `hearth.example`; must be a valid DNS name |
-//! | `turn_aliases` | none | comma-separated extra names passed through to TURN, e.g. `cdn.hearth.example` |
+//! | `turn_mode` | `passthrough` | `passthrough`: `turn.<domain>` and the aliases go to the TURN backend untouched; `apex`: no TURN name, the aliases are terminated like the apex (whose route set has a `stun_backend`) |
+//! | `turn_aliases` | none | comma-separated extra names for TURN, e.g. `cdn.hearth.example` |
 //! | `turn_backend` | `turn` | backend name for TURN passthrough |
 //! | `livekit_backend` | `livekit` | backend name for `lk.<domain>` |
 //! | `web_backend` | `pocketbase` | backend name for `<domain>` |
@@ -58,6 +63,7 @@ const RATE_BUCKET: &str = "per-ip";
 /// Config keys this policy reads; any other key is refused.
 const KNOWN_KEYS: &[&str] = &[
     "domain",
+    "turn_mode",
     "turn_aliases",
     "turn_backend",
     "livekit_backend",
@@ -89,8 +95,11 @@ pub struct Hearth {
     domain: String,
     /// `lk.<domain>`.
     livekit_name: String,
-    /// `turn.<domain>` followed by the aliases, normalised.
+    /// `turn.<domain>` (unless TURN is on the apex) followed by the
+    /// aliases, normalised.
     turn_names: Vec<String>,
+    /// Whether TURN rides on the website's names (`turn_mode: apex`).
+    turn_on_apex: bool,
     turn_backend: String,
     livekit_backend: String,
     web_backend: String,
@@ -108,7 +117,21 @@ impl Policy for Hearth {
     fn init(config: &Config) -> Result<Self, ConfigError> {
         config.deny_unknown_keys(KNOWN_KEYS)?;
         let domain = config.dns_name("domain")?;
-        let mut turn_names = vec![format!("turn.{domain}")];
+        let turn_on_apex = match config.optional("turn_mode") {
+            None | Some("passthrough") => false,
+            Some("apex") => true,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "turn_mode",
+                    other,
+                    "expected passthrough or apex",
+                ));
+            }
+        };
+        let mut turn_names = Vec::new();
+        if !turn_on_apex {
+            turn_names.push(format!("turn.{domain}"));
+        }
         for alias in config.list("turn_aliases") {
             if !names::is_valid_dns_name(alias) {
                 return Err(ConfigError::invalid(
@@ -122,6 +145,7 @@ impl Policy for Hearth {
         Ok(Hearth {
             livekit_name: format!("lk.{domain}"),
             turn_names,
+            turn_on_apex,
             turn_backend: backend(config, "turn_backend", DEFAULT_TURN_BACKEND)?,
             livekit_backend: backend(config, "livekit_backend", DEFAULT_LIVEKIT_BACKEND)?,
             web_backend: backend(config, "web_backend", DEFAULT_WEB_BACKEND)?,
@@ -143,7 +167,11 @@ impl Policy for Hearth {
             return Decision::reject(reasons::IP_LITERAL, Alert::UnrecognizedName);
         }
         if self.turn_names.iter().any(|name| names::matches(name, sni)) {
-            return Decision::passthrough(self.turn_backend.as_str());
+            return if self.turn_on_apex {
+                Decision::terminate(self.web_backend.as_str())
+            } else {
+                Decision::passthrough(self.turn_backend.as_str())
+            };
         }
         if names::matches(&self.livekit_name, sni) {
             return Decision::terminate(self.livekit_backend.as_str());
@@ -321,6 +349,38 @@ mod tests {
         assert_eq!(
             decide(&p, "turn.hearth.example"),
             Decision::passthrough("turn")
+        );
+    }
+
+    #[test]
+    fn turn_on_the_apex_has_no_turn_name_and_terminates_the_aliases() {
+        let p = policy(&[
+            ("domain", "hearth.example"),
+            ("turn_mode", "apex"),
+            ("turn_aliases", "cdn.hearth.example"),
+            ("web_backend", "web"),
+        ]);
+        assert_eq!(decide(&p, "hearth.example"), Decision::terminate("web"));
+        assert_eq!(
+            decide(&p, "CDN.hearth.example."),
+            Decision::terminate("web")
+        );
+        assert_eq!(
+            decide(&p, "lk.hearth.example"),
+            Decision::terminate("livekit")
+        );
+        assert_eq!(
+            decide(&p, "turn.hearth.example"),
+            Decision::reject("unknown-sni", Alert::UnrecognizedName)
+        );
+        let explicit = policy(&[("domain", "hearth.example"), ("turn_mode", "passthrough")]);
+        assert_eq!(
+            decide(&explicit, "turn.hearth.example"),
+            Decision::passthrough("turn")
+        );
+        assert!(
+            init_error(&[("domain", "hearth.example"), ("turn_mode", "stealth")])
+                .contains("expected passthrough or apex"),
         );
     }
 

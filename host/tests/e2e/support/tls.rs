@@ -41,6 +41,24 @@ pub fn cert_der(name: &str) -> CertificateDer<'static> {
 /// (verifying the server's certificate against the test CA for `sni`).
 pub fn connect(addr: SocketAddr, sni: &str, alpn: &[&str]) -> Result<TlsStream, std::io::Error> {
     let sock = TcpStream::connect_timeout(&addr, STEP_TIMEOUT)?;
+    handshake(sock, sni, alpn)
+}
+
+/// A TCP connection to `to` from `from` (a loopback address of its own).
+pub fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from((from, 0)).into())
+        .expect("bind a loopback address");
+    socket.connect(&to.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_nodelay(true).unwrap();
+    stream.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+    stream
+}
+
+/// Completes a TLS handshake over `sock` as [`connect`] does.
+pub fn handshake(sock: TcpStream, sni: &str, alpn: &[&str]) -> Result<TlsStream, std::io::Error> {
     sock.set_read_timeout(Some(STEP_TIMEOUT))?;
     sock.set_write_timeout(Some(STEP_TIMEOUT))?;
     let name = ServerName::try_from(sni.to_owned()).expect("server name");
