@@ -11,6 +11,7 @@ mod probe;
 mod serve;
 
 pub use call::{CallArgs, call};
-pub use policy_cmds::{ExplainArgs, explain, test};
+pub(crate) use policy_cmds::config_cases;
+pub use policy_cmds::{ExplainArgs, TestArgs, explain, test};
 pub use probe::{DEFAULT_ADMIN, probe};
 pub use serve::{check, run};

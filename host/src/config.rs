@@ -110,6 +110,9 @@ pub struct PolicySettings {
     pub on_error: OnError,
     /// Memory and time limits of each call.
     pub limits: hearth_edge_policy::Limits,
+    /// A case file the policy must pass with this config at load and
+    /// reload (`policy.cases`, resolved).
+    pub cases: Option<PathBuf>,
 }
 
 /// `shadow`.

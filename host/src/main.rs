@@ -39,14 +39,7 @@ enum Action {
     /// Validate a config (and load and init its policy), then exit 0 or 1.
     Check(RunArgs),
     /// Run a policy's test cases; exits non-zero if any fails.
-    Test {
-        /// The policy component (.wasm).
-        #[arg(long, value_name = "FILE")]
-        policy: PathBuf,
-        /// One or more case files (YAML).
-        #[arg(required = true, value_name = "CASES.yaml")]
-        cases: Vec<PathBuf>,
-    },
+    Test(cli::TestArgs),
     /// Print the decision a policy makes for a ClientHello, and why.
     Explain(cli::ExplainArgs),
     /// Send one request to a handler of a config, without running the
@@ -69,7 +62,7 @@ fn main() -> ExitCode {
     let result = match command.action {
         None => cli::run(command.run.config, command.run.policy),
         Some(Action::Check(args)) => cli::check(args.config, args.policy),
-        Some(Action::Test { policy, cases }) => cli::test(&policy, &cases),
+        Some(Action::Test(args)) => cli::test(args),
         Some(Action::Explain(args)) => cli::explain(args),
         Some(Action::Probe { admin, path }) => cli::probe(admin, &path),
         Some(Action::Call(args)) => cli::call(args),

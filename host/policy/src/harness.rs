@@ -9,7 +9,7 @@
 
 pub mod cases;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -65,6 +65,54 @@ pub struct Failure {
     pub expected: String,
     /// What happened, as text.
     pub got: String,
+}
+
+/// The names an edge config gives decisions to aim at: `passthrough` and
+/// a request's `forward` need a backend, `terminate` a backend or an HTTP
+/// route set. Given to [`run_cases_for`], a case whose expected or actual
+/// decision names anything else fails, naming the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    /// The config file, for messages.
+    pub file: String,
+    /// `backends.*`.
+    pub backends: BTreeSet<String>,
+    /// `http_routes.*`.
+    pub route_sets: BTreeSet<String>,
+}
+
+impl Targets {
+    /// Why `kind` (`passthrough`, `terminate`, `forward`) to `name` cannot
+    /// happen under this config, if it cannot.
+    fn missing(&self, kind: &str, name: &str) -> Option<String> {
+        let known = |set: &BTreeSet<String>| {
+            if set.is_empty() {
+                "none".to_owned()
+            } else {
+                set.iter().cloned().collect::<Vec<_>>().join(", ")
+            }
+        };
+        let found =
+            self.backends.contains(name) || (kind == "terminate" && self.route_sets.contains(name));
+        if found {
+            return None;
+        }
+        let sets = if kind == "terminate" {
+            format!("; route sets: {}", known(&self.route_sets))
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "{} has no {} {name:?} (backends: {}{sets})",
+            self.file,
+            if kind == "terminate" {
+                "backend or route set"
+            } else {
+                "backend"
+            },
+            known(&self.backends),
+        ))
+    }
 }
 
 /// What loading a policy with one config gave; kept per distinct config so
@@ -153,6 +201,20 @@ pub fn run_cases(
     file: &CaseFile,
     limits: Limits,
 ) -> Result<Report, HarnessError> {
+    run_cases_for(runtime, policy_path, wasm, cases_path, file, limits, None)
+}
+
+/// [`run_cases`], and with `targets`, every decision a case expects or
+/// gets must name one of them.
+pub fn run_cases_for(
+    runtime: &Runtime,
+    policy_path: &Path,
+    wasm: &[u8],
+    cases_path: &Path,
+    file: &CaseFile,
+    limits: Limits,
+    targets: Option<&Targets>,
+) -> Result<Report, HarnessError> {
     // Fail on a broken policy even when no case would load it.
     Policy::check_bytes(runtime, policy_path, wasm).map_err(HarnessError::Load)?;
     let mut loaded: HashMap<Vec<(String, String)>, Loaded> = HashMap::new();
@@ -184,7 +246,18 @@ pub fn run_cases(
             (Loaded::Refused(m), _) => Outcome::InitRefused(m.clone()),
             (Loaded::Failed(m), _) => Outcome::Error(format!("init failed: {m}")),
         };
-        if got.matches(&case.expect) {
+        let missing = targets.and_then(|t| {
+            let expected = expect_target(&case.expect).and_then(|(k, n)| t.missing(k, n));
+            expected.or_else(|| got.target().and_then(|(k, n)| t.missing(k, n)))
+        });
+        if let Some(missing) = missing {
+            report.failures.push(Failure {
+                file: cases_path.to_owned(),
+                case: case.name.clone(),
+                expected: describe_expect(&case.expect),
+                got: format!("{got}, but {missing}"),
+            });
+        } else if got.matches(&case.expect) {
             report.passed += 1;
         } else {
             report.failures.push(Failure {
@@ -206,7 +279,27 @@ enum Outcome {
     Error(String),
 }
 
+/// The (kind, name) a case's expected decision aims at, if any.
+fn expect_target(expect: &Expect) -> Option<(&'static str, &str)> {
+    match expect {
+        Expect::Passthrough { backend, .. } => Some(("passthrough", backend)),
+        Expect::Terminate { backend, .. } => Some(("terminate", backend)),
+        Expect::Forward { backend, .. } => Some(("forward", backend)),
+        _ => None,
+    }
+}
+
 impl Outcome {
+    /// The (kind, name) the decision aims at, if any.
+    fn target(&self) -> Option<(&'static str, &str)> {
+        match self {
+            Outcome::Decision(Decision::Passthrough(r)) => Some(("passthrough", &r.backend)),
+            Outcome::Decision(Decision::Terminate(r)) => Some(("terminate", &r.backend)),
+            Outcome::Request(HttpDecision::Forward(f)) => Some(("forward", &f.backend)),
+            _ => None,
+        }
+    }
+
     fn matches(&self, expect: &Expect) -> bool {
         let proxy_ok =
             |want: &Option<ProxyProtocol>, got: ProxyProtocol| want.is_none_or(|w| w == got);

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use hearth_edge_policy::harness::{self, HarnessError, HelloSpec, Report};
+use hearth_edge_policy::harness::{self, HarnessError, HelloSpec, Report, Targets};
 use hearth_edge_policy::{Limits, LoadError, LogRecord, Policy, Runtime, RuntimeOptions};
 
+use crate::config::Config;
 use crate::sync::lock;
 
 /// Arguments of `explain`.
@@ -42,8 +43,85 @@ pub struct ExplainArgs {
     pub header: Vec<String>,
 }
 
+/// Arguments of `test`.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// The policy component (.wasm); with `--config`, default its
+    /// `policy.path`.
+    #[arg(long, value_name = "FILE", required_unless_present = "config")]
+    pub policy: Option<PathBuf>,
+    /// An edge config: the cases run with its `policy.config` (cases with
+    /// a `config` of their own keep it), and a decision expected or made
+    /// that names a backend or route set the config lacks fails.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// One or more case files (YAML).
+    #[arg(required = true, value_name = "CASES.yaml")]
+    pub cases: Vec<PathBuf>,
+}
+
+/// The backends and route sets of `config`, for the harness.
+fn targets(config: &Config, file: &Path) -> Targets {
+    Targets {
+        file: file.display().to_string(),
+        backends: config.backends.keys().cloned().collect(),
+        route_sets: config.http_routes.keys().cloned().collect(),
+    }
+}
+
+/// Runs `policy.cases` of `config` (if set) against its policy with its
+/// `policy.config` and backends: a load or reload is refused when one
+/// fails, so a policy that routes to nowhere never goes live.
+pub(crate) fn config_cases(
+    config: &Config,
+    config_file: &Path,
+    runtime: &Runtime,
+) -> anyhow::Result<()> {
+    let Some(cases_path) = &config.policy.cases else {
+        return Ok(());
+    };
+    let mut file = harness::read_case_file(cases_path)?;
+    file.config = config.policy.config.clone();
+    let wasm = std::fs::read(&config.policy.path)
+        .with_context(|| format!("reading {}", config.policy.path.display()))?;
+    let report = harness::run_cases_for(
+        runtime,
+        &config.policy.path,
+        &wasm,
+        cases_path,
+        &file,
+        config.policy.limits,
+        Some(&targets(config, config_file)),
+    )?;
+    if report.failures.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = report.failures.iter().map(|f| f.to_string()).collect();
+    // One line: a refused reload is one log line.
+    anyhow::bail!(
+        "policy.cases: {} ({}): {}",
+        cases_path.display(),
+        report.summary(),
+        lines.join("; ")
+    )
+}
+
 /// Runs case files against a policy; exit code 1 if any case fails.
-pub fn test(policy: &Path, cases: &[PathBuf]) -> anyhow::Result<ExitCode> {
+pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let edge = match &args.config {
+        Some(path) => Some(Config::load(path, args.policy.as_deref())?),
+        None => None,
+    };
+    let policy = match (&edge, &args.policy) {
+        (Some(config), _) => config.policy.path.clone(),
+        (None, Some(policy)) => policy.clone(),
+        (None, None) => anyhow::bail!("--policy or --config is required"),
+    };
+    let policy = policy.as_path();
+    let targets = edge
+        .as_ref()
+        .zip(args.config.as_deref())
+        .map(|(config, file)| targets(config, file));
     let runtime = runtime()?;
     let mut report = Report::default();
     let mut broken_files = 0;
@@ -61,9 +139,20 @@ pub fn test(policy: &Path, cases: &[PathBuf]) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    for path in cases {
-        let outcome = harness::read_case_file(path).and_then(|file| {
-            harness::run_cases(&runtime, policy, &wasm, path, &file, Limits::default())
+    for path in &args.cases {
+        let outcome = harness::read_case_file(path).and_then(|mut file| {
+            if let Some(config) = &edge {
+                file.config = config.policy.config.clone();
+            }
+            harness::run_cases_for(
+                &runtime,
+                policy,
+                &wasm,
+                path,
+                &file,
+                Limits::default(),
+                targets.as_ref(),
+            )
         });
         match outcome {
             Ok(file_report) => {
@@ -279,13 +368,25 @@ mod tests {
         path
     }
 
+    /// `test --policy POLICY CASES…`.
+    fn test_policy(policy: &Path, cases: &[PathBuf]) -> anyhow::Result<ExitCode> {
+        test(TestArgs {
+            policy: Some(policy.to_owned()),
+            config: None,
+            cases: cases.to_vec(),
+        })
+    }
+
     const PASSING: &str =
         "cases:\n  - name: ok\n    hello: { sni: a.test }\n    expect: { passthrough: ok }\n";
 
     #[test]
     fn passing_cases_exit_zero() {
         let cases = case_file("pass", PASSING);
-        assert_eq!(test(&guest(TRAP), &[cases]).unwrap(), ExitCode::SUCCESS);
+        assert_eq!(
+            test_policy(&guest(TRAP), &[cases]).unwrap(),
+            ExitCode::SUCCESS
+        );
     }
 
     #[test]
@@ -294,20 +395,26 @@ mod tests {
             "fail",
             "cases:\n  - name: wrong\n    hello: { sni: a.test }\n    expect: { terminate: ok }\n",
         );
-        assert_eq!(test(&guest(TRAP), &[cases]).unwrap(), ExitCode::FAILURE);
+        assert_eq!(
+            test_policy(&guest(TRAP), &[cases]).unwrap(),
+            ExitCode::FAILURE
+        );
     }
 
     #[test]
     fn a_malformed_case_file_exits_one_even_if_others_pass() {
         let good = case_file("good", PASSING);
         let bad = case_file("bad", "cases:\n  - name: x\n    expect: { passthru: ok }\n");
-        assert_eq!(test(&guest(TRAP), &[good, bad]).unwrap(), ExitCode::FAILURE);
+        assert_eq!(
+            test_policy(&guest(TRAP), &[good, bad]).unwrap(),
+            ExitCode::FAILURE
+        );
     }
 
     #[test]
     fn a_missing_policy_exits_one() {
         let cases = case_file("nopolicy", PASSING);
-        let code = test(Path::new("/nonexistent/policy.wasm"), &[cases]).unwrap();
+        let code = test_policy(Path::new("/nonexistent/policy.wasm"), &[cases]).unwrap();
         assert_eq!(code, ExitCode::FAILURE);
     }
 

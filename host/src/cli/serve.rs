@@ -47,7 +47,7 @@ pub fn run(config: Option<PathBuf>, policy: Option<PathBuf>) -> anyhow::Result<E
     crate::logging::init(&config.log);
     let runtime = policy_runtime()?;
     let metrics = Arc::new(Metrics::default());
-    let policies = load_policies(&config, &runtime, &metrics)?;
+    let policies = load_policies(&config, source.name(), &runtime, &metrics)?;
     // Connections run on the worker threads (`workers`, `proxy/workers.rs`);
     // this runtime keeps reloads, signals, the admin listener, ACME and
     // health checks (and the connections too with `workers: 1`).
@@ -63,8 +63,17 @@ pub fn run(config: Option<PathBuf>, policy: Option<PathBuf>) -> anyhow::Result<E
 /// Validates a config, loads and inits its policy (and shadow), loads its
 /// handlers, and reports.
 pub fn check(config: Option<PathBuf>, policy: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let config = load_config(config.as_deref(), policy)?;
-    load_policies(&config, &policy_runtime()?, &Arc::new(Metrics::default()))?;
+    let source = ConfigSource {
+        path: config,
+        policy,
+    };
+    let config = source.load()?;
+    load_policies(
+        &config,
+        source.name(),
+        &policy_runtime()?,
+        &Arc::new(Metrics::default()),
+    )?;
     println!("configuration ok");
     Ok(ExitCode::SUCCESS)
 }
@@ -79,6 +88,13 @@ struct ConfigSource {
 impl ConfigSource {
     fn load(&self) -> anyhow::Result<Config> {
         load_config(self.path.as_deref(), self.policy.clone())
+    }
+
+    /// The config file, for messages.
+    fn name(&self) -> &Path {
+        self.path
+            .as_deref()
+            .unwrap_or(Path::new("the embedded profile"))
     }
 }
 
@@ -168,6 +184,7 @@ fn load_handlers(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Hand
 /// loads the handlers.
 fn load_policies(
     config: &Config,
+    config_file: &Path,
     runtime: &Runtime,
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<Policies> {
@@ -178,6 +195,7 @@ fn load_policies(
         settings.config.clone(),
         settings.limits,
     )?;
+    super::config_cases(config, config_file, runtime)?;
     let shadow = match &config.shadow {
         None => None,
         Some(s) => Some(
@@ -401,7 +419,7 @@ impl Reload {
         // away from the threads that serve connections.
         let loaded = tokio::task::spawn_blocking(move || {
             let config = source.load()?;
-            let policies = load_policies(&config, &runtime, &metrics)?;
+            let policies = load_policies(&config, source.name(), &runtime, &metrics)?;
             let (entries, _) = local_entries(&config)?;
             anyhow::Ok((config, policies, entries))
         })

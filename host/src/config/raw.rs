@@ -97,6 +97,9 @@ pub struct RawPolicy {
     /// Resource limits of each call.
     #[serde(default)]
     pub limits: RawPolicyLimits,
+    /// A case file run at load and reload, against this config's
+    /// backends and route sets.
+    pub cases: Option<PathBuf>,
 }
 
 /// `shadow`.

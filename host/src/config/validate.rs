@@ -253,11 +253,25 @@ fn policy(
     };
     let limits = policy_limits(raw.limits, "policy")?;
     let config = policy_config(&raw.config, "policy")?;
+    let cases = match raw.cases {
+        None => None,
+        Some(file) => {
+            let resolved = cx.base_dir.join(&file);
+            if !resolved.is_file() {
+                return fail(
+                    "policy.cases",
+                    format!("no such file {}", resolved.display()),
+                );
+            }
+            Some(resolved)
+        }
+    };
     Ok(PolicySettings {
         path,
         config,
         on_error,
         limits,
+        cases,
     })
 }
 

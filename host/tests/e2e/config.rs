@@ -221,3 +221,108 @@ fn a_second_edge_on_the_same_port_is_refused() {
         out.stderr
     );
 }
+
+/// Cases aimed at the Hearth names, one of whose backends an edge config
+/// may lack.
+const HEARTH_CASES: &str = r#"cases:
+  - name: turn is passed through
+    hello: { sni: turn.hearth.test }
+    expect: { passthrough: turn }
+  - name: lk is terminated
+    hello: { sni: lk.hearth.test }
+    expect: { terminate: livekit }
+"#;
+
+/// `test --config` runs the cases with the config's `policy.config` and
+/// flags a decision naming a backend the config lacks, which `test
+/// --policy` alone cannot see.
+#[test]
+fn test_with_a_config_flags_decisions_naming_missing_backends() {
+    let dir = TempDir::new("test-config");
+    let cases = dir.join("cases.yaml");
+    std::fs::write(&cases, HEARTH_CASES).unwrap();
+    let config = dir.join("edge.yaml");
+    let yaml = EdgeBuilder::hearth()
+        .without_backend("livekit")
+        .config_yaml(dead_addr(), None);
+    std::fs::write(&config, yaml).unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let mut command = Command::new(EDGE_BIN);
+        command.arg("test").args(args).arg(&cases);
+        run_tool(command, b"", STEP_TIMEOUT * 3)
+    };
+    let with_config = run(&["--config".as_ref(), config.as_os_str()]);
+    assert_eq!(with_config.status.code(), Some(1), "{}", with_config.stdout);
+    assert!(
+        with_config
+            .stdout
+            .contains("lk is terminated: expected terminate livekit, got terminate livekit"),
+        "{}",
+        with_config.stdout
+    );
+    assert!(
+        with_config
+            .stdout
+            .contains("has no backend or route set \"livekit\""),
+        "{}",
+        with_config.stdout
+    );
+    assert!(with_config.stdout.contains("1 passed, 1 failed"));
+
+    // With every backend present the same cases pass, with the config's
+    // domain (the case file has none of its own).
+    std::fs::write(
+        &config,
+        EdgeBuilder::hearth().config_yaml(dead_addr(), None),
+    )
+    .unwrap();
+    let complete = run(&["--config".as_ref(), config.as_os_str()]);
+    assert_eq!(complete.status.code(), Some(0), "{}", complete.stdout);
+    assert!(complete.stdout.contains("2 passed, 0 failed"));
+}
+
+/// `policy.cases` makes `check` (and every reload) run the cases against
+/// the config: a policy that routes to a backend the config lacks is
+/// refused before it can go live.
+#[test]
+fn check_and_reload_run_the_configs_policy_cases() {
+    let dir = TempDir::new("check-cases");
+    let cases = dir.join("cases.yaml");
+    std::fs::write(&cases, HEARTH_CASES).unwrap();
+    let good = EdgeBuilder::hearth().policy_yaml("cases", &format!("\"{}\"", cases.display()));
+    let path = dir.join("edge.yaml");
+    std::fs::write(&path, good.config_yaml(dead_addr(), None)).unwrap();
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(0), "{}{}", out.stdout, out.stderr);
+
+    let missing = good.clone().without_backend("livekit");
+    std::fs::write(&path, missing.config_yaml(dead_addr(), None)).unwrap();
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("policy.cases:")
+            && out
+                .stderr
+                .contains("has no backend or route set \"livekit\""),
+        "{}",
+        out.stderr
+    );
+
+    // A missing case file is a config error with its line and field.
+    let absent = good.clone().policy_yaml("cases", "absent.yaml");
+    std::fs::write(&path, absent.config_yaml(dead_addr(), None)).unwrap();
+    let out = check(&path);
+    assert!(
+        out.stderr.contains("policy.cases: no such file"),
+        "{}",
+        out.stderr
+    );
+
+    // A running edge keeps its config when a reload would route to nowhere.
+    let edge = good.clone().start();
+    edge.rewrite_config(&missing);
+    edge.signal("HUP");
+    let line = edge.expect_log(&["reload failed"], STEP_TIMEOUT);
+    assert!(line.contains("livekit"), "{line}");
+    assert_eq!(edge.logs().count("reloaded"), 0);
+}
