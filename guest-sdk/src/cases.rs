@@ -21,6 +21,9 @@
 //! ```
 //!
 //! Each case starts from fresh native host state ([`host::native::reset`]).
+//! Request cases (`request:`, for an HTTP policy's `on-request`) are
+//! skipped here: they run under `hearth-wasm-edge test` against the built
+//! component.
 
 use std::collections::BTreeMap;
 
@@ -46,7 +49,10 @@ struct Case {
     config: Option<BTreeMap<String, String>>,
     #[serde(default)]
     hello: Hello,
-    expect: Expect,
+    /// A request case: skipped natively.
+    request: Option<serde_yaml::Value>,
+    /// An [`Expect`] for hello cases; request cases expect other things.
+    expect: serde_yaml::Value,
 }
 
 /// The hello fields a case may set; all optional.
@@ -112,29 +118,39 @@ impl Hello {
     }
 }
 
-/// Runs every case of the YAML text against `P`. Returns how many passed,
-/// or a report naming each failing case.
+/// Runs every hello case of the YAML text against `P`. Returns how many
+/// passed, or a report naming each failing case.
 pub fn run<P: Policy>(yaml: &str) -> Result<usize, String> {
     let file: CaseFile = serde_yaml::from_str(yaml).map_err(|e| format!("case file: {e}"))?;
     let mut failures = Vec::new();
-    for case in &file.cases {
-        if let Err(why) = run_case::<P>(&file.config, case) {
-            failures.push(format!("case {:?}: {why}", case.name));
+    let mut ran = 0;
+    for case in file.cases.iter().filter(|c| c.request.is_none()) {
+        ran += 1;
+        let expect = serde_yaml::from_value::<Expect>(case.expect.clone())
+            .map_err(|e| format!("case {:?}: expect: {e}", case.name));
+        if let Err(why) = expect.and_then(|expect| {
+            run_case::<P>(&file.config, case, &expect)
+                .map_err(|why| format!("case {:?}: {why}", case.name))
+        }) {
+            failures.push(why);
         }
     }
     if failures.is_empty() {
-        Ok(file.cases.len())
+        Ok(ran)
     } else {
         Err(failures.join("\n"))
     }
 }
 
-fn run_case<P: Policy>(file_config: &BTreeMap<String, String>, case: &Case) -> Result<(), String> {
+fn run_case<P: Policy>(
+    file_config: &BTreeMap<String, String>,
+    case: &Case,
+    expect: &Expect,
+) -> Result<(), String> {
     native::reset();
     let pairs = case.config.as_ref().unwrap_or(file_config);
     let config = Config::new(pairs.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
     let init = P::init(&config);
-    let expect = &case.expect;
     if let Some(wanted) = &expect.init_error {
         return match init {
             Ok(_) => Err(format!(
@@ -290,6 +306,19 @@ cases:
                 r#"case "wrong alert": expected alert close (got `reject no-sni alert=unrecognized-name`)"#,
                 r#"case "init unexpectedly fine": init succeeded, expected an error containing "backend""#,
             ]
+        );
+    }
+
+    #[test]
+    fn request_cases_are_left_to_the_edge_and_expect_fields_are_checked() {
+        let file = "config: { backend: web }\ncases:\n  - name: r\n    request: { path: / }\n    expect: { respond: 403 }\n\
+                    \x20 - name: h\n    hello: { sni: a }\n    expect: { passthrough: web }\n";
+        assert_eq!(run::<To>(file), Ok(1));
+        let typo = "cases:\n  - name: x\n    hello: { sni: a }\n    expect: { passthru: web }\n";
+        assert!(
+            run::<To>(typo)
+                .unwrap_err()
+                .contains("unknown field `passthru`")
         );
     }
 

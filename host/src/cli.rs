@@ -4,13 +4,17 @@
 //! - [`test`] and [`explain`]: the policy harness (`cli/policy_cmds.rs`).
 //! - [`probe`]: a health check against the admin listener (`cli/probe.rs`).
 //! - [`call`]: one request to a handler, without an edge (`cli/call.rs`).
+//! - [`new`]: a policy crate to start from (`cli/new.rs`, templates in
+//!   `host/templates/policy/`).
 
 mod call;
+mod new;
 mod policy_cmds;
 mod probe;
 mod serve;
 
 pub use call::{CallArgs, call};
+pub use new::{NewArgs, new};
 pub(crate) use policy_cmds::config_cases;
 pub use policy_cmds::{ExplainArgs, TestArgs, explain, test};
 pub use probe::{DEFAULT_ADMIN, probe};

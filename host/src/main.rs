@@ -40,6 +40,9 @@ enum Action {
     Check(RunArgs),
     /// Run a policy's test cases; exits non-zero if any fails.
     Test(cli::TestArgs),
+    /// Create a policy crate that builds and passes its cases: Cargo.toml,
+    /// src/lib.rs, cases.yaml and a dev.yaml for a local edge.
+    New(cli::NewArgs),
     /// Print the decision a policy makes for a ClientHello, and why.
     Explain(cli::ExplainArgs),
     /// Send one request to a handler of a config, without running the
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Some(Action::Explain(args)) => cli::explain(args),
         Some(Action::Probe { admin, path }) => cli::probe(admin, &path),
         Some(Action::Call(args)) => cli::call(args),
+        Some(Action::New(args)) => cli::new(args),
     };
     match result {
         Ok(code) => code,

@@ -32,6 +32,8 @@
 //!   homeservers and LiveKit, misbehaving handlers, outbound default deny.
 //! - `post_quantum`: X25519MLKEM768 where the edge terminates, classical
 //!   groups, a HelloRetryRequest.
+//! - `new_policy`: `new` crates (plain and HTTP) build, pass their cases
+//!   and route requests in an edge.
 //! - `stealth_turn`: TURN on the website's name (a route set's
 //!   `stun_backend`): Allocate over TLS, PROXY v2 to coturn, probes answered
 //!   as the website, Chromium's relay candidate in both TURN modes.
@@ -52,6 +54,7 @@ mod hostile;
 mod http_mode;
 mod http_policy;
 mod limits;
+mod new_policy;
 mod ops;
 mod passthrough;
 mod peers;
