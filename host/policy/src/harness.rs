@@ -250,22 +250,19 @@ pub fn run_cases_for(
             let expected = expect_target(&case.expect).and_then(|(k, n)| t.missing(k, n));
             expected.or_else(|| got.target().and_then(|(k, n)| t.missing(k, n)))
         });
-        if let Some(missing) = missing {
-            report.failures.push(Failure {
+        let failed = match missing {
+            Some(missing) => Some(format!("{got}, but {missing}")),
+            None if got.matches(&case.expect) => None,
+            None => Some(got.to_string()),
+        };
+        match failed {
+            None => report.passed += 1,
+            Some(got) => report.failures.push(Failure {
                 file: cases_path.to_owned(),
                 case: case.name.clone(),
                 expected: describe_expect(&case.expect),
-                got: format!("{got}, but {missing}"),
-            });
-        } else if got.matches(&case.expect) {
-            report.passed += 1;
-        } else {
-            report.failures.push(Failure {
-                file: cases_path.to_owned(),
-                case: case.name.clone(),
-                expected: describe_expect(&case.expect),
-                got: got.to_string(),
-            });
+                got,
+            }),
         }
     }
     Ok(report)
