@@ -63,8 +63,12 @@
 //! # }
 //! ```
 //!
-//! Build it with `cargo build --target wasm32-wasip2 --profile policy`; the
-//! resulting `.wasm` is a component the edge loads directly.
+//! Build it with `cargo build --release --target wasm32-wasip2` (a crate
+//! made by `hearth-wasm-edge new` has a size-optimised release profile); the
+//! resulting `target/wasm32-wasip2/release/<crate>.wasm` is a component the
+//! edge loads directly. The policies inside the edge's repository use the
+//! workspace's `--profile policy` instead, which is the same profile made
+//! reproducible.
 //!
 //! # Testing a policy
 //!
@@ -119,51 +123,22 @@ pub mod http;
 pub mod log;
 pub mod names;
 
-/// The bindings generated from `wit/edge.wit`. Use the re-exports at the
-/// crate root instead; this module is public only so that
+/// The bindings generated from `wit/edge.wit`, committed under
+/// `src/bindings/` so that policy crates never compile wit-bindgen's code
+/// generator (`tests/bindings.rs` checks they match the WIT). Use the
+/// re-exports at the crate root instead; this module is public only so that
 /// [`export_policy!`] can reach it from a policy crate.
+///
+/// Without the `http` feature the component targets `policy`; with it,
+/// `http-policy` (which includes `policy` and adds `on-request`). Only one
+/// world per build: the generated custom section names the world the
+/// component claims, and a claimed export must exist.
 #[doc(hidden)]
-#[allow(unsafe_code, missing_docs)]
-pub mod bindings {
-    // Without the `http` feature the component targets `policy`; with it,
-    // `http-policy` (which includes `policy` and adds `on-request`). Only
-    // one world per build: the generated custom section names the world the
-    // component claims, and a claimed export must exist.
-    #[cfg(not(feature = "http"))]
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "policy",
-        // The `export!` macro is invoked from policy crates (through
-        // `export_policy!`), not from this crate, so it must be `pub`.
-        pub_export_macro: true,
-        // ...and it must find the generated types here rather than in the
-        // calling crate's `self`.
-        default_bindings_module: "hearth_edge_sdk::bindings",
-        // Lets policies and their tests compare and copy decisions and hellos.
-        additional_derives: [PartialEq, Eq, Clone],
-        // A hello with every field empty is the starting point of test hellos
-        // (`ClientHello { server_name: .., ..Default::default() }`). Only the
-        // record derives it: the WIT enums have no natural default.
-        additional_type_attributes: {
-            "hearth:edge/types@0.1.1/client-hello": [#[derive(Default)]],
-        },
-    });
-
-    #[cfg(feature = "http")]
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "http-policy",
-        // The same options as the `policy` world above.
-        pub_export_macro: true,
-        default_bindings_module: "hearth_edge_sdk::bindings",
-        additional_derives: [PartialEq, Eq, Clone],
-        // Requests start from an empty one in tests too.
-        additional_type_attributes: {
-            "hearth:edge/types@0.1.1/client-hello": [#[derive(Default)]],
-            "hearth:edge/http-types@0.1.1/http-request": [#[derive(Default)]],
-        },
-    });
-}
+#[allow(unsafe_code, missing_docs, clippy::all)]
+#[rustfmt::skip]
+#[cfg_attr(not(feature = "http"), path = "bindings/policy.rs")]
+#[cfg_attr(feature = "http", path = "bindings/http_policy.rs")]
+pub mod bindings;
 
 #[cfg(feature = "http")]
 pub use bindings::hearth::edge::http_types::{
