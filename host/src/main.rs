@@ -43,6 +43,10 @@ enum Action {
     /// Create a policy crate that builds and passes its cases: Cargo.toml,
     /// src/lib.rs, cases.yaml and a dev.yaml for a local edge.
     New(cli::NewArgs),
+    /// Develop a policy crate: build it, run its cases and serve it on its
+    /// dev config, then build, test and reload on every saved change, with
+    /// `echo` and `sink` development backends.
+    Dev(cli::DevArgs),
     /// Print the decision a policy makes for a ClientHello, and why.
     Explain(cli::ExplainArgs),
     /// Send one request to a handler of a config, without running the
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Some(Action::Probe { admin, path }) => cli::probe(admin, &path),
         Some(Action::Call(args)) => cli::call(args),
         Some(Action::New(args)) => cli::new(args),
+        Some(Action::Dev(args)) => cli::dev(args),
     };
     match result {
         Ok(code) => code,

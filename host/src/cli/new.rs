@@ -92,15 +92,8 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
     let kind = if args.http { "HTTP policy" } else { "policy" };
     println!("created the {kind} crate {name} in {}", dir.display());
     println!("  cd {}", dir.display());
-    println!("  cargo test                                     # the cases, natively");
-    println!("  cargo build --release --target wasm32-wasip2   # the component");
-    println!(
-        "  hearth-wasm-edge test --policy target/wasm32-wasip2/release/{}.wasm cases.yaml",
-        name.replace('-', "_")
-    );
-    println!(
-        "  hearth-wasm-edge --config dev.yaml             # an edge that reloads it on each build"
-    );
+    println!("  hearth-wasm-edge dev        # build, run cases.yaml, serve; again on every save");
+    println!("  cargo test                  # the cases, natively");
     Ok(ExitCode::SUCCESS)
 }
 

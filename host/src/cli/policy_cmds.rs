@@ -77,8 +77,35 @@ pub(crate) fn config_cases(
     config_file: &Path,
     runtime: &Runtime,
 ) -> anyhow::Result<()> {
-    let Some(cases_path) = &config.policy.cases else {
+    let Some(report) = config_cases_report(config, config_file, runtime)? else {
         return Ok(());
+    };
+    if report.failures.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = report.failures.iter().map(|f| f.to_string()).collect();
+    // One line: a refused reload is one log line.
+    anyhow::bail!(
+        "policy.cases: {} ({}): {}",
+        config
+            .policy
+            .cases
+            .as_deref()
+            .unwrap_or(Path::new("-"))
+            .display(),
+        report.summary(),
+        lines.join("; ")
+    )
+}
+
+/// The report of `policy.cases`, `None` when the config names no case file.
+pub(crate) fn config_cases_report(
+    config: &Config,
+    config_file: &Path,
+    runtime: &Runtime,
+) -> anyhow::Result<Option<harness::Report>> {
+    let Some(cases_path) = &config.policy.cases else {
+        return Ok(None);
     };
     let mut file = harness::read_case_file(cases_path)?;
     file.config = config.policy.config.clone();
@@ -93,17 +120,7 @@ pub(crate) fn config_cases(
         config.policy.limits,
         Some(&targets(config, config_file)),
     )?;
-    if report.failures.is_empty() {
-        return Ok(());
-    }
-    let lines: Vec<String> = report.failures.iter().map(|f| f.to_string()).collect();
-    // One line: a refused reload is one log line.
-    anyhow::bail!(
-        "policy.cases: {} ({}): {}",
-        cases_path.display(),
-        report.summary(),
-        lines.join("; ")
-    )
+    Ok(Some(report))
 }
 
 /// Runs case files against a policy; exit code 1 if any case fails.

@@ -16,7 +16,7 @@ use hearth_edge_policy::handler::HandlerRuntime;
 use hearth_edge_policy::{Policy, Runtime, RuntimeOptions};
 use rustls::sign::CertifiedKey;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
 use crate::admin::{self, AdminState, Health};
@@ -43,6 +43,28 @@ pub fn run(config: Option<PathBuf>, policy: Option<PathBuf>) -> anyhow::Result<E
         path: config,
         policy,
     };
+    run_source(source, None)
+}
+
+/// Reload requests from `dev` (`cli/dev.rs`): each is answered with the
+/// reload's result, the policy's name or the reason it was refused.
+pub(super) type ReloadRequests = mpsc::Receiver<oneshot::Sender<Result<String, String>>>;
+
+/// Runs the edge on `config`, reloading when `dev` asks (instead of on
+/// `reload.watch_interval`); SIGHUP still reloads.
+pub(super) fn run_dev(
+    config: PathBuf,
+    policy: Option<PathBuf>,
+    requests: ReloadRequests,
+) -> anyhow::Result<ExitCode> {
+    let source = ConfigSource {
+        path: Some(config),
+        policy,
+    };
+    run_source(source, Some(requests))
+}
+
+fn run_source(source: ConfigSource, requests: Option<ReloadRequests>) -> anyhow::Result<ExitCode> {
     let config = Arc::new(source.load()?);
     crate::logging::init(&config.log);
     let runtime = policy_runtime()?;
@@ -56,7 +78,7 @@ pub fn run(config: Option<PathBuf>, policy: Option<PathBuf>) -> anyhow::Result<E
         .enable_all()
         .build()
         .context("starting tokio")?;
-    tokio.block_on(serve(source, config, runtime, policies, metrics))?;
+    tokio.block_on(serve(source, config, runtime, policies, metrics, requests))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -146,7 +168,7 @@ fn default_policy() -> anyhow::Result<PathBuf> {
 }
 
 /// The wasm runtime, shared by every policy loaded in this process.
-fn policy_runtime() -> anyhow::Result<Runtime> {
+pub(super) fn policy_runtime() -> anyhow::Result<Runtime> {
     Ok(Runtime::new(RuntimeOptions {
         cache_dir: RuntimeOptions::default_cache_dir(),
         ..RuntimeOptions::default()
@@ -238,6 +260,7 @@ async fn serve(
     runtime: Runtime,
     policies: Policies,
     metrics: Arc<Metrics>,
+    requests: Option<ReloadRequests>,
 ) -> anyhow::Result<()> {
     let (entries, local_ca) = local_entries(&config)?;
     let store = Arc::new(CertStore::new());
@@ -332,7 +355,7 @@ async fn serve(
         watched,
     };
     let drained = edge
-        .run_until(signals(reload, health), second_signal())
+        .run_until(signals(reload, health, requests), second_signal())
         .await;
     let _ = stop_admin.send(true);
     info!(closed_at_drain_timeout = drained.closed, "edge stopped");
@@ -409,8 +432,9 @@ impl Reload {
     }
 
     /// Reads the config and policies again and swaps them in; on any error
-    /// the running ones stay.
-    async fn run(&self) {
+    /// the running ones stay. Returns the policy's name, or why the reload
+    /// was refused.
+    async fn run(&self) -> Result<String, String> {
         info!("reloading");
         let source = self.source.clone();
         let runtime = self.runtime.clone();
@@ -430,10 +454,15 @@ impl Reload {
             loaded.and_then(|(config, policies, entries)| self.swap(config, policies, entries));
         self.remember_files();
         match result {
-            Ok(()) => self.metrics.reload(true, unix_now()),
+            Ok(policy) => {
+                self.metrics.reload(true, unix_now());
+                Ok(policy)
+            }
             Err(e) => {
                 self.metrics.reload(false, unix_now());
-                error!(error = %format!("{e:#}"), "reload failed; the running config and policy stay");
+                let error = format!("{e:#}");
+                error!(error = %error, "reload failed; the running config and policy stay");
+                Err(error)
             }
         }
     }
@@ -443,7 +472,7 @@ impl Reload {
         config: Config,
         policies: Policies,
         entries: Vec<CertEntry>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<String> {
         self.warn_fixed(&config);
         let policy = policies.live.name().to_owned();
         let shadow = policies.shadow.as_ref().map(|p| p.name().to_owned());
@@ -463,7 +492,7 @@ impl Reload {
             shadow = %shadow.as_deref().unwrap_or("-"),
             "reloaded"
         );
-        Ok(())
+        Ok(policy)
     }
 
     /// Logs the changes a reload does not apply.
@@ -511,10 +540,11 @@ async fn second_signal() {
 /// The tick of the (disabled) watch timer when nothing is watched.
 const UNWATCHED_TICK: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Reloads on SIGHUP (and on changed files, with `reload.watch_interval`)
-/// until SIGTERM or Ctrl-C; then marks the edge not ready and returns,
-/// which starts the drain.
-async fn signals(reload: Reload, health: Arc<Health>) {
+/// Reloads on SIGHUP, and on changed files with `reload.watch_interval` or
+/// on each of `requests` when `dev` drives the edge, until SIGTERM or
+/// Ctrl-C; then marks the edge not ready and returns, which starts the
+/// drain.
+async fn signals(reload: Reload, health: Arc<Health>, mut requests: Option<ReloadRequests>) {
     let (mut hup, mut term) = match (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
@@ -527,17 +557,25 @@ async fn signals(reload: Reload, health: Arc<Health>) {
             return;
         }
     };
-    let watch = reload.started.reload_watch_interval;
+    let watch = reload
+        .started
+        .reload_watch_interval
+        .filter(|_| requests.is_none());
     let mut tick = tokio::time::interval(watch.unwrap_or(UNWATCHED_TICK));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload.run().await,
+            _ = hup.recv() => {
+                let _ = reload.run().await;
+            }
+            Some(reply) = next_request(&mut requests) => {
+                let _ = reply.send(reload.run().await);
+            }
             _ = tick.tick(), if watch.is_some() => {
                 if reload.files_changed() {
                     info!("watched files changed");
-                    reload.run().await;
+                    let _ = reload.run().await;
                 }
             }
             _ = term.recv() => break,
@@ -546,4 +584,14 @@ async fn signals(reload: Reload, health: Arc<Health>) {
     }
     health.set_draining();
     info!("shutting down");
+}
+
+/// The next reload request, or never without a `dev` driving the edge.
+async fn next_request(
+    requests: &mut Option<ReloadRequests>,
+) -> Option<oneshot::Sender<Result<String, String>>> {
+    match requests {
+        Some(requests) => requests.recv().await,
+        None => std::future::pending().await,
+    }
 }

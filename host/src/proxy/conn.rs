@@ -51,6 +51,10 @@ pub struct Conn {
     sni: Option<String>,
     /// The backend or route set chosen.
     backend: Option<String>,
+    /// What the policy decided, once it has: the `connection closed` line
+    /// keeps it apart from how the connection ended (a dial can fail after
+    /// a passthrough decision).
+    decided: Option<Outcome>,
     up: u64,
     down: u64,
     /// The HTTP mode's byte counts, read at close.
@@ -80,6 +84,7 @@ impl Conn {
             start: Instant::now(),
             sni: None,
             backend: None,
+            decided: None,
             up: 0,
             down: 0,
             http_counts: None,
@@ -162,6 +167,7 @@ impl Conn {
         let action = self.decide(&shared, hello)?;
         match action {
             Action::Reject(rejection) => {
+                self.decided = Some(Outcome::Reject);
                 shared.metrics.decision("reject", "");
                 Ok(Routed::Done(self.refuse(client, rejection).await))
             }
@@ -170,6 +176,7 @@ impl Conn {
                     .metrics
                     .decision(target.mode.as_str(), &target.backend.name);
                 self.backend = Some(target.backend.name.clone());
+                self.decided = Some(target.mode.outcome());
                 let header = target.proxy_v2.then_some((self.source, self.local));
                 let relayed =
                     relay::run(&shared, client, replay, &target, header, &mut self.tls).await?;
@@ -178,6 +185,7 @@ impl Conn {
                 Ok(Routed::Done(target.mode.outcome()))
             }
             Action::Http(set) => {
+                self.decided = Some(Outcome::Terminate);
                 shared.metrics.decision("terminate", &set.name);
                 Ok(Routed::Http(set.name.clone(), replay))
             }
@@ -305,10 +313,18 @@ impl Conn {
             (self.up, self.down) = counts.load();
         }
         self.shared.metrics.closed(outcome, self.up, self.down);
+        // `decision`: what was done with the connection (the policy's
+        // decision when it failed after one, `-` before one); `outcome`:
+        // whether it ended well.
+        let (decision, ended) = match outcome {
+            Outcome::Error => (self.decided.map_or("-", Outcome::as_str), "error"),
+            done => (done.as_str(), "ok"),
+        };
         info!(
             source = %self.source,
             sni = %self.sni(),
-            decision = %outcome.as_str(),
+            decision = %decision,
+            outcome = %ended,
             backend = %self.backend.as_deref().unwrap_or("-"),
             tls_group = %self.tls.map_or("-", |t| t.group),
             tls_handshake = %self.tls.map_or("-", |t| t.kind),

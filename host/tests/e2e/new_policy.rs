@@ -8,7 +8,9 @@ use std::process::Command;
 
 use crate::support::edge::{EDGE_BIN, EdgeBuilder};
 use crate::support::http_echo::HttpEcho;
-use crate::support::process::{TempDir, ToolOutput, run_tool};
+use crate::support::process::{
+    Peer, TempDir, ToolOutput, dead_addr, free_port, require_binary, run_tool,
+};
 use crate::support::tls::curl_edge;
 use crate::support::{APEX_NAME, STEP_TIMEOUT, repo_root};
 
@@ -121,4 +123,124 @@ fn new_policy_crates_build_pass_their_cases_and_route_in_an_edge() {
     assert!(open.stdout.starts_with("site GET /"), "{}", open.stderr);
     let blocked = curl_edge(edge_proc.addr, APEX_NAME, "/admin/x", &[]);
     assert_eq!(blocked.stdout, "forbidden\n", "{}", blocked.stderr);
+}
+
+/// curl to the dev edge for `name`, trusting the crate's local CA.
+fn curl_dev(dir: &Path, edge: u16, name: &str, max_time: &str) -> ToolOutput {
+    let mut command = Command::new(require_binary("curl", "curl"));
+    command
+        .args(["-sS", "--max-time", max_time, "--cacert"])
+        .arg(dir.join(".dev-ca/ca.crt"))
+        .arg("--resolve")
+        .arg(format!("{name}:{edge}:127.0.0.1"))
+        .arg(format!("https://{name}:{edge}/hello"));
+    run_tool(command, b"", STEP_TIMEOUT * 2)
+}
+
+/// `dev` on a fresh crate: builds, runs the cases, serves through the echo
+/// backend; a save that does not compile or fails a case keeps the running
+/// policy and says why in one line; a good save reloads; the sink reports
+/// a passed-through hello; a dial that fails after a decision is logged as
+/// that decision with `outcome=error`.
+#[test]
+fn dev_builds_tests_and_reloads_on_every_save() {
+    let root = TempDir::new("dev-loop");
+    let out = edge(&["new", "mypol"], root.path());
+    assert!(out.status.success(), "new: {}{}", out.stdout, out.stderr);
+    let dir = root.join("mypol");
+    std::fs::copy(repo_root().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    let (listen, admin, echo, sink) = (free_port(), free_port(), free_port(), free_port());
+    let down = dead_addr();
+    let dev_yaml = std::fs::read_to_string(dir.join("dev.yaml"))
+        .unwrap()
+        .replace("127.0.0.1:8443", &format!("127.0.0.1:{listen}"))
+        .replace("127.0.0.1:9180", &format!("127.0.0.1:{admin}"))
+        .replace("127.0.0.1:3000", &format!("127.0.0.1:{echo}"))
+        .replace("127.0.0.1:3001", &format!("127.0.0.1:{sink}"))
+        .replace(
+            "backends:\n",
+            &format!("backends:\n  down: {{ addr: \"{down}\" }}\n"),
+        );
+    std::fs::write(dir.join("dev.yaml"), dev_yaml).unwrap();
+
+    let mut command = Command::new(EDGE_BIN);
+    command
+        .current_dir(&dir)
+        .args(["dev", "--echo", &format!("127.0.0.1:{echo}")])
+        .args(["--sink", &format!("127.0.0.1:{sink}")])
+        .env("NO_COLOR", "1")
+        .env("CARGO_NET_OFFLINE", "true")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS");
+    let dev = Peer::spawn("dev", command);
+    let wait = |needles: &[&str]| {
+        dev.logs
+            .wait_for(needles, STEP_TIMEOUT * 12)
+            .unwrap_or_else(|| panic!("no {needles:?} in:\n{}", dev.logs.dump()))
+    };
+    wait(&["dev: build  ok"]);
+    wait(&["dev: cases  6 passed, 0 failed"]);
+    wait(&["edge started"]);
+
+    let answer = curl_dev(&dir, listen, "app.localhost", "10");
+    assert!(
+        answer.stdout.contains("echo backend") && answer.stdout.contains("GET /hello HTTP/1.1"),
+        "{}{}",
+        answer.stdout,
+        answer.stderr
+    );
+    wait(&["dev: echo   GET /hello (host app.localhost"]);
+
+    // A save that does not compile: the compiler's first error, and the
+    // running policy keeps serving.
+    let lib = dir.join("src/lib.rs");
+    let good = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(
+        &lib,
+        good.replace("Some(_) => Decision::reject", "Some(_) => Decision::rejec"),
+    )
+    .unwrap();
+    let failed = wait(&["dev: build  failed, the running policy stays:"]);
+    assert!(
+        failed.contains("src/lib.rs:") && failed.contains("error"),
+        "{failed}"
+    );
+    let still = curl_dev(&dir, listen, "app.localhost", "10");
+    assert!(still.stdout.contains("GET /hello"), "{}", still.stderr);
+
+    // A save that builds but routes to a backend the config lacks: the
+    // cases refuse it.
+    std::fs::write(
+        &lib,
+        good.replace("unwrap_or(\"app\")", "unwrap_or(\"nowhere\")"),
+    )
+    .unwrap();
+    let refused = wait(&["dev: cases", "the running policy stays"]);
+    assert!(
+        refused.contains("no backend or route set \"nowhere\""),
+        "{refused}"
+    );
+    assert_eq!(dev.logs.count("dev: reload"), 0, "{}", dev.logs.dump());
+
+    // A good save: built, tested, reloaded. `sink.` names pass through to
+    // the sink, `down.` names to a backend where nothing listens.
+    let routed = good.replace(
+        "        match hello.server_name() {\n",
+        "        match hello.server_name() {\n            Some(sni) if sni.starts_with(\"sink.\") => Decision::passthrough(\"sink\"),\n            Some(sni) if sni.starts_with(\"down.\") => Decision::passthrough(\"down\"),\n",
+    );
+    assert_ne!(routed, good, "the template's match moved");
+    std::fs::write(&lib, routed).unwrap();
+    wait(&["dev: reload ok, serving mypol"]);
+
+    let _ = curl_dev(&dir, listen, "sink.app.localhost", "2");
+    wait(&["dev: sink", "TLS ClientHello, sni=sink.app.localhost"]);
+
+    let _ = curl_dev(&dir, listen, "down.app.localhost", "5");
+    let closed = wait(&["connection closed", "sni=down.app.localhost"]);
+    assert!(
+        closed.contains("decision=passthrough")
+            && closed.contains("outcome=error")
+            && closed.contains("backend=down"),
+        "{closed}"
+    );
 }
