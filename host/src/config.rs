@@ -253,12 +253,26 @@ pub struct LocalCaSettings {
 }
 
 /// `log`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LogSettings {
     /// Default level; `RUST_LOG` overrides it.
     pub level: tracing::Level,
     /// Text or JSON lines.
     pub format: LogFormat,
+    /// `log.capture`, when set.
+    pub capture: Option<CaptureSettings>,
+}
+
+/// `log.capture`: live ClientHellos and their decisions appended to a case
+/// file that `test` reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureSettings {
+    /// The case file (resolved against the config's directory).
+    pub file: PathBuf,
+    /// The share of connections captured, in (0, 1].
+    pub sample: f64,
+    /// Whether the source address is written as its network, port 0.
+    pub mask_source: bool,
 }
 
 /// A config could not be read or is invalid.

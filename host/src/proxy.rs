@@ -26,6 +26,7 @@
 //! `metrics.rs`, certificates in `tls.rs`.
 
 mod accept_proxy;
+mod capture;
 mod conn;
 mod listener;
 mod plain;
@@ -64,6 +65,8 @@ pub(crate) struct Shared {
     policy: Arc<dyn Decide>,
     /// Run after `policy` for comparison only.
     shadow: Option<shadow::Shadow>,
+    /// `log.capture`: sampled hellos written as test cases.
+    capture: Option<capture::Capture>,
     /// TLS server config per backend name (they differ in ALPN).
     tls: HashMap<String, Arc<ServerConfig>>,
     metrics: Arc<Metrics>,
@@ -346,10 +349,12 @@ impl Shared {
             handlers,
             metrics.clone(),
         ));
+        let capture = config.log.capture.as_ref().map(capture::Capture::start);
         Ok(Shared {
             config,
             policy,
             shadow: shadow.map(shadow::Shadow::new),
+            capture,
             tls,
             metrics,
             upstreams,

@@ -13,7 +13,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use self::cases::{Case, CaseFile, Expect, HelloSpec, ParseError, RequestSpec};
+pub use self::cases::{
+    CASES_HEADER, Case, CaseFile, Expect, HelloSpec, ParseError, RequestSpec, emit_case,
+};
 pub use crate::config::{ConfigError, config_map, config_pairs};
 use crate::describe::describe_headers;
 pub use crate::describe::{alert_name, describe, describe_request, proxy_name};

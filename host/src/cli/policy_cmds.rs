@@ -41,6 +41,10 @@ pub struct ExplainArgs {
     /// A request header `name: value`, with `--path`; repeat for several.
     #[arg(long, value_name = "NAME: VALUE", requires = "path")]
     pub header: Vec<String>,
+    /// Print the hello and the decision as a test case (an entry for a
+    /// case file's `cases:`) instead of the explanation.
+    #[arg(long)]
+    pub emit_case: bool,
 }
 
 /// Arguments of `test`.
@@ -219,6 +223,20 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let config = harness::config_pairs(&args.policy_config).map_err(anyhow::Error::msg)?;
 
     let runtime = runtime()?;
+    if args.emit_case {
+        anyhow::ensure!(
+            request.is_none(),
+            "--emit-case writes a hello case: drop --path"
+        );
+        let policy = Policy::load(&runtime, &args.policy, config, Limits::default())?;
+        let decision = policy.decide(&hello)?;
+        let name = format!(
+            "{} (from explain)",
+            hello.server_name.as_deref().unwrap_or("no SNI")
+        );
+        print!("{}", harness::emit_case(&name, &hello, &decision));
+        return Ok(ExitCode::SUCCESS);
+    }
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let sink = lines.clone();
     runtime.set_log_sink(Some(Arc::new(move |r: &LogRecord<'_>| {
@@ -446,6 +464,7 @@ mod tests {
             path: None,
             method: "GET".into(),
             header: Vec::new(),
+            emit_case: false,
         };
         assert_eq!(explain(args("a.test")).unwrap(), ExitCode::SUCCESS);
         assert_eq!(explain(args("trap.test")).unwrap(), ExitCode::FAILURE);
@@ -464,6 +483,7 @@ mod tests {
             path: path.map(str::to_owned),
             method: "GET".into(),
             header: vec!["X-Test: 1".into()],
+            emit_case: false,
         };
         assert_eq!(
             explain(args("fine.test", Some("/a?b=1"))).unwrap(),

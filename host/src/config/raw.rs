@@ -290,6 +290,20 @@ pub struct RawLog {
     /// `text` or `json`.
     #[serde(default)]
     pub format: LogFormat,
+    /// Live ClientHellos written as test cases.
+    pub capture: Option<RawCapture>,
+}
+
+/// `log.capture`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapture {
+    /// The case file appended to.
+    pub file: PathBuf,
+    /// The share of connections captured, more than 0 and at most 1.
+    pub sample: Option<f64>,
+    /// Write the source address as its network (/24, /48), port 0.
+    pub mask_source: Option<bool>,
 }
 
 /// `log.level`.

@@ -20,7 +20,7 @@ use super::raw::{
 };
 use super::values::{BackendName, Hostname, ListenAddr, ListenList};
 use super::{
-    AcceptProxy, AcmeSettings, Backend, Challenge, Config, ConnLimits,
+    AcceptProxy, AcmeSettings, Backend, CaptureSettings, Challenge, Config, ConnLimits,
     DEFAULT_ACCEPT_PROXY_TIMEOUT, DEFAULT_ACME_DIRECTORY, DEFAULT_ALPN,
     DEFAULT_BACKEND_DIAL_TIMEOUT, DEFAULT_CLIENT_HELLO_MAX_BYTES, DEFAULT_CLIENT_HELLO_TIMEOUT,
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HTTP_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
@@ -65,7 +65,7 @@ pub fn validate(raw: RawConfig, cx: &Context<'_>) -> Result<Config, FieldError> 
     let shadow = raw.shadow.map(|s| shadow(s, cx)).transpose()?;
     let limits = limits(raw.limits)?;
     let tls = tls(raw.tls, http_listen.is_some(), cx)?;
-    let log = log(&raw.log);
+    let log = log(&raw.log, cx)?;
     let reload_watch_interval = match raw.reload.watch_interval {
         Some(ConfigDuration(d)) if d.is_zero() => {
             return fail("reload.watch_interval", "must be more than 0");
@@ -587,7 +587,7 @@ fn on_renew(raw: RawOnRenew, field: &str, cx: &Context<'_>) -> Result<OnRenew, F
     }
 }
 
-fn log(raw: &RawLog) -> LogSettings {
+fn log(raw: &RawLog, cx: &Context<'_>) -> Result<LogSettings, FieldError> {
     let level = match raw.level.unwrap_or(RawLevel::Info) {
         RawLevel::Error => tracing::Level::ERROR,
         RawLevel::Warn => tracing::Level::WARN,
@@ -595,8 +595,34 @@ fn log(raw: &RawLog) -> LogSettings {
         RawLevel::Debug => tracing::Level::DEBUG,
         RawLevel::Trace => tracing::Level::TRACE,
     };
-    LogSettings {
+    let capture = match &raw.capture {
+        None => None,
+        Some(c) => {
+            let sample = c.sample.unwrap_or(1.0);
+            if !(sample > 0.0 && sample <= 1.0) {
+                return fail(
+                    "log.capture.sample",
+                    format!("{sample} is not a share of connections: more than 0, at most 1"),
+                );
+            }
+            let file = cx.base_dir.join(&c.file);
+            let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+            if dir.is_some_and(|d| !d.is_dir()) {
+                return fail(
+                    "log.capture.file",
+                    format!("no directory for {}", file.display()),
+                );
+            }
+            Some(CaptureSettings {
+                file,
+                sample,
+                mask_source: c.mask_source.unwrap_or(true),
+            })
+        }
+    };
+    Ok(LogSettings {
         level,
         format: raw.format,
-    }
+        capture,
+    })
 }

@@ -219,6 +219,9 @@ impl Conn {
                 if let Some(shadow) = &shared.shadow {
                     shadow.compare(&hello, &decision, &shared.metrics);
                 }
+                if let (Some(capture), Ok(decision)) = (&shared.capture, &decision) {
+                    capture.offer(&hello, decision);
+                }
                 decision.and_then(|d| resolve(config, d))
             },
         );

@@ -46,6 +46,7 @@ mod support;
 
 mod accept_proxy;
 mod browser;
+mod capture;
 mod certs;
 mod config;
 mod deploy;

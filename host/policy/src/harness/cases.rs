@@ -65,7 +65,7 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use crate::config::config_map;
-use crate::{Alert, ClientHello, HttpRequest, ProxyProtocol};
+use crate::{Alert, ClientHello, Decision, HttpRequest, ProxyProtocol};
 
 /// A parsed case file.
 #[derive(Debug, Clone)]
@@ -397,6 +397,69 @@ fn normalise_name(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
 }
 
+// === writing ===
+
+/// The first line of a case file that [`emit_case`] entries are appended to.
+pub const CASES_HEADER: &str = "cases:\n";
+
+/// One case, as an entry of a case file's `cases:` list: every field of
+/// `hello` (so `test` replays exactly what the edge saw) and `decision` as
+/// the expectation. `name` is quoted as needed.
+pub fn emit_case(name: &str, hello: &ClientHello, decision: &Decision) -> String {
+    let hex = |list: &[u16]| {
+        let items: Vec<String> = list.iter().map(|v| format!("0x{v:04x}")).collect();
+        format!("[{}]", items.join(", "))
+    };
+    let quoted = |s: &str| format!("{s:?}");
+    let mut out = format!("  - name: {}\n    hello:\n", quoted(name));
+    if let Some(sni) = &hello.server_name {
+        out.push_str(&format!("      sni: {}\n", quoted(sni)));
+    }
+    let alpn: Vec<String> = hello.alpn.iter().map(|a| quoted(a)).collect();
+    out.push_str(&format!("      alpn: [{}]\n", alpn.join(", ")));
+    out.push_str(&format!("      source: {}\n", quoted(&hello.source_addr)));
+    out.push_str(&format!("      source_port: {}\n", hello.source_port));
+    out.push_str(&format!("      local_port: {}\n", hello.local_port));
+    out.push_str(&format!(
+        "      legacy_version: 0x{:04x}\n",
+        hello.legacy_version
+    ));
+    for (key, list) in [
+        ("supported_versions", &hello.supported_versions),
+        ("cipher_suites", &hello.cipher_suites),
+        ("extensions", &hello.extensions),
+        ("supported_groups", &hello.supported_groups),
+        ("signature_algorithms", &hello.signature_algorithms),
+        ("key_share_groups", &hello.key_share_groups),
+    ] {
+        out.push_str(&format!("      {key}: {}\n", hex(list)));
+    }
+    out.push_str(&format!("      ja4: {}\n", quoted(&hello.ja4)));
+    out.push_str(&format!("      has_ech: {}\n", hello.has_ech));
+    out.push_str(&format!("      hello_bytes: {}\n", hello.hello_bytes));
+    let expect = match decision {
+        Decision::Passthrough(r) | Decision::Terminate(r) => {
+            let kind = if matches!(decision, Decision::Passthrough(_)) {
+                "passthrough"
+            } else {
+                "terminate"
+            };
+            let proxy = match r.proxy_protocol {
+                ProxyProtocol::BackendDefault => String::new(),
+                p => format!(", proxy_protocol: {}", crate::describe::proxy_name(p)),
+            };
+            format!("{{ {kind}: {}{proxy} }}", quoted(&r.backend))
+        }
+        Decision::Reject(r) => format!(
+            "{{ reject: {}, alert: {} }}",
+            quoted(&r.reason),
+            crate::describe::alert_name(r.alert)
+        ),
+    };
+    out.push_str(&format!("    expect: {expect}\n"));
+    out
+}
+
 // === parsing ===
 
 /// A case file that cannot be used, with where the problem is.
@@ -616,6 +679,60 @@ impl RawExpect {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn emitted_cases_parse_back_to_the_same_hello_and_decision() {
+        use crate::{Rejection, Route};
+        let hello = HelloSpec {
+            sni: Some("app.example".into()),
+            alpn: vec!["h2".into(), "http/1.1".into()],
+            ja4: "t13d1516h2_8daaf6152771_d8a2da3f94cd".into(),
+            has_ech: true,
+            hello_bytes: 1789,
+            ..HelloSpec::default()
+        }
+        .to_hello()
+        .unwrap();
+        let decisions = [
+            Decision::Passthrough(Route {
+                backend: "turn".into(),
+                proxy_protocol: ProxyProtocol::V2,
+            }),
+            Decision::Terminate(Route {
+                backend: "app".into(),
+                proxy_protocol: ProxyProtocol::BackendDefault,
+            }),
+            Decision::Reject(Rejection {
+                reason: "say \"no\"".into(),
+                alert: Alert::AccessDenied,
+            }),
+        ];
+        let mut text = CASES_HEADER.to_owned();
+        for (i, decision) in decisions.iter().enumerate() {
+            text.push_str(&emit_case(&format!("captured: {i}"), &hello, decision));
+        }
+        let file = parse(&text).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+        assert_eq!(file.cases.len(), 3);
+        let expected = [
+            Expect::Passthrough {
+                backend: "turn".into(),
+                proxy_protocol: Some(ProxyProtocol::V2),
+            },
+            Expect::Terminate {
+                backend: "app".into(),
+                proxy_protocol: None,
+            },
+            Expect::Reject {
+                reason: "say \"no\"".into(),
+                alert: Some(Alert::AccessDenied),
+            },
+        ];
+        for (case, expect) in file.cases.iter().zip(&expected) {
+            assert_eq!(case.hello, hello, "{text}");
+            assert_eq!(&case.expect, expect, "{text}");
+        }
+        assert_eq!(file.cases[1].name, "captured: 1");
+    }
     use super::*;
 
     const GOOD: &str = "\

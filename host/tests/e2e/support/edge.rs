@@ -29,6 +29,8 @@ pub struct EdgeBuilder {
     admin: bool,
     extra_yaml: String,
     log_format: &'static str,
+    /// `log.capture` as a YAML flow mapping.
+    log_capture: Option<String>,
     env: Vec<(String, String)>,
     /// Replaces the default `tls:` section (the edge's test certificate).
     tls_yaml: Option<String>,
@@ -74,6 +76,7 @@ impl EdgeBuilder {
             admin: false,
             extra_yaml: String::new(),
             log_format: "text",
+            log_capture: None,
             env: Vec::new(),
             tls_yaml: None,
         }
@@ -112,6 +115,12 @@ impl EdgeBuilder {
     /// Sets `log.level` (default `info`).
     pub fn log_level(mut self, level: &'static str) -> EdgeBuilder {
         self.log_level = level;
+        self
+    }
+
+    /// Sets `log.capture` (a YAML flow mapping such as `{ file: x.yaml }`).
+    pub fn log_capture(mut self, yaml: &str) -> EdgeBuilder {
+        self.log_capture = Some(yaml.to_owned());
         self
     }
 
@@ -218,8 +227,13 @@ impl EdgeBuilder {
                 )
             }
         }
+        let capture = self
+            .log_capture
+            .as_ref()
+            .map(|c| format!(", capture: {c}"))
+            .unwrap_or_default();
         yaml += &format!(
-            "log: {{ level: {}, format: {} }}\n",
+            "log: {{ level: {}, format: {}{capture} }}\n",
             self.log_level, self.log_format
         );
         yaml += &self.extra_yaml;
