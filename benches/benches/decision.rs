@@ -69,6 +69,58 @@ fn main() {
         if ok { "met" } else { "MISSED" }
     );
     on_request(&runtime);
+    languages(&runtime);
+}
+
+/// The same allow-list in Python (`policies/py-allow-list`) and in Rust
+/// (the crate `hearth-wasm-edge new` writes), both as components on reused
+/// instances; `benches/policy/languages.sh` builds both and names them in
+/// `HEARTH_BENCH_PY_POLICY` and `HEARTH_BENCH_RUST_ALLOW_LIST`.
+fn languages(runtime: &Runtime) {
+    let path = |var: &str| std::env::var_os(var).map(std::path::PathBuf::from);
+    let (Some(python), Some(rust)) = (
+        path("HEARTH_BENCH_PY_POLICY"),
+        path("HEARTH_BENCH_RUST_ALLOW_LIST"),
+    ) else {
+        println!("\nlanguages: skipped (run benches/policy/languages.sh)");
+        return;
+    };
+    let config = vec![(
+        "names".to_owned(),
+        "app.localhost, *.app.localhost".to_owned(),
+    )];
+    let load = |p: &std::path::Path| {
+        Policy::load(runtime, p, config.clone(), Limits::default()).expect("policy loads")
+    };
+    let (python, rust) = (load(&python), load(&rust));
+    let hellos: Vec<ClientHello> = [
+        Some("app.localhost"),
+        Some("api.app.localhost"),
+        Some("other.example"),
+        None,
+    ]
+    .iter()
+    .map(|sni| {
+        HelloSpec {
+            sni: sni.map(str::to_owned),
+            ..HelloSpec::default()
+        }
+        .to_hello()
+        .expect("hello")
+    })
+    .collect();
+    println!("\nallow-list policy, reused instance, same hellos and config");
+    let base = measure_each("Rust component (baseline)", CALLS, &hellos, |h| {
+        black_box(rust.decide(black_box(h)).expect("decides"));
+    });
+    let py = measure_each("Python component", CALLS / 10, &hellos, |h| {
+        black_box(python.decide(black_box(h)).expect("decides"));
+    });
+    println!(
+        "python: p50 {:.1}x rust, p99 {:.1}x rust",
+        py.p50 as f64 / base.p50.max(1) as f64,
+        py.p99 as f64 / base.p99.max(1) as f64
+    );
 }
 
 /// `on-request` of web-gate: wasm (reused instance) vs the crate natively.

@@ -25,6 +25,9 @@ pub const HTTP_PROBE: &str = "guest_http_probe.wasm";
 /// `handlers/py-hello`, a handler written in Python (componentize-py);
 /// built by `handlers/py-hello/build.sh`, not by cargo.
 pub const PY_HELLO: &str = "py_hello.wasm";
+/// `policies/py-allow-list`, a routing policy written in Python
+/// (componentize-py); built by `policies/py-allow-list/build.sh`.
+pub const PY_ALLOW_LIST: &str = "py_allow_list.wasm";
 
 /// The path of test guest `file` (one of the consts above). Panics with the
 /// command to run when it has not been built.

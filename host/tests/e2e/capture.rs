@@ -143,7 +143,11 @@ fn real_hellos_become_cases_that_test_passes() {
         out.stdout
     );
     let emitted = dir.join("emitted.yaml");
-    std::fs::write(&emitted, format!("config: {{ domain: hearth.test }}\ncases:\n{}", out.stdout)).unwrap();
+    std::fs::write(
+        &emitted,
+        format!("config: {{ domain: hearth.test }}\ncases:\n{}", out.stdout),
+    )
+    .unwrap();
     let mut test = Command::new(EDGE_BIN);
     test.args(["test", "--policy"])
         .arg(crate::support::hearth_policy())

@@ -244,3 +244,58 @@ fn dev_builds_tests_and_reloads_on_every_save() {
         "{closed}"
     );
 }
+
+/// The cases of a case file without its leading comment lines.
+fn case_body(text: &str) -> String {
+    text.lines()
+        .skip_while(|l| l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A policy in Python (componentize-py) answers the cases `new` writes for
+/// its Rust allow-list, unchanged, and routes real connections in an edge;
+/// its host log calls reach the edge's log.
+#[test]
+fn a_python_policy_passes_the_rust_templates_cases_and_routes() {
+    let component = Path::new(hearth_edge_policy::guests::GUEST_DIR)
+        .join(hearth_edge_policy::guests::PY_ALLOW_LIST);
+    assert!(
+        component.is_file(),
+        "{} is missing: run policies/py-allow-list/build.sh (needs componentize-py from PyPI)",
+        component.display()
+    );
+    let cases = repo_root().join("policies/py-allow-list.tests.yaml");
+    let template = include_str!("../../templates/policy/cases.yaml.in");
+    assert_eq!(
+        case_body(&std::fs::read_to_string(&cases).unwrap()),
+        case_body(template),
+        "policies/py-allow-list.tests.yaml must hold the template's cases"
+    );
+    let policy = component.display().to_string();
+    let out = edge(
+        &["test", "--policy", &policy, &cases.display().to_string()],
+        &repo_root(),
+    );
+    assert!(out.status.success(), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("6 passed, 0 failed"), "{}", out.stdout);
+
+    let site = HttpEcho::start("site");
+    let edge_proc = EdgeBuilder::with_policy(&component)
+        .policy_config("names", APEX_NAME)
+        .backend("app", site.addr)
+        .start();
+    let out = curl_edge(edge_proc.addr, APEX_NAME, "/", &[]);
+    assert!(out.stdout.starts_with("site GET /"), "{}", out.stderr);
+    edge_proc.expect_log(&["allow-list of 1 names into app"], STEP_TIMEOUT);
+    let refused = curl_edge(edge_proc.addr, "other.hearth.test", "/", &[]);
+    assert!(!refused.status.success(), "{}", refused.stdout);
+    edge_proc.expect_log(
+        &[
+            "connection rejected",
+            "sni=other.hearth.test",
+            "reason=unknown-sni",
+        ],
+        STEP_TIMEOUT,
+    );
+}
