@@ -59,6 +59,9 @@ cargo fmt --all --check
 step "policies: rebuild from source and compare with the committed .wasm"
 policies/build.sh --check
 
+step "guest SDK: packages on its own (no workspace inheritance, WIT and bindings inside)"
+cargo package -q -p hearth-edge-sdk --allow-dirty
+
 step "handlers/py-hello: a Python handler, built with componentize-py"
 handlers/py-hello/build.sh
 

@@ -145,6 +145,23 @@ fn curl_dev(dir: &Path, edge: u16, name: &str, max_time: &str) -> ToolOutput {
 #[test]
 fn dev_builds_tests_and_reloads_on_every_save() {
     let root = TempDir::new("dev-loop");
+    // Without a config, or with one outside a crate: one clear error.
+    let missing = edge(&["dev", "--config", "nope.yaml"], root.path());
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        missing.stderr.contains("nope.yaml: no such config"),
+        "{}",
+        missing.stderr
+    );
+    std::fs::write(root.join("loose.yaml"), "listen: \"127.0.0.1:0\"\n").unwrap();
+    let loose = edge(&["dev", "--config", "loose.yaml"], root.path());
+    assert_eq!(loose.status.code(), Some(1));
+    assert!(
+        loose.stderr.contains("no Cargo.toml beside the config"),
+        "{}",
+        loose.stderr
+    );
+
     let out = edge(&["new", "mypol"], root.path());
     assert!(out.status.success(), "new: {}{}", out.stdout, out.stderr);
     let dir = root.join("mypol");
