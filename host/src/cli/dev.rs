@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -229,7 +229,7 @@ fn first_error(stderr: &str) -> String {
 /// The crate's sources as last seen: what a change is.
 struct Files {
     dir: PathBuf,
-    seen: Vec<(PathBuf, Option<SystemTime>, u64)>,
+    seen: Vec<(PathBuf, serve::FileStamp)>,
 }
 
 impl Files {
@@ -244,7 +244,7 @@ impl Files {
 
     /// `src/` and `Cargo.toml`, `build.rs` and the YAML files (config and
     /// cases) at the top; not `Cargo.lock` or `target/`, which builds write.
-    fn stamp(&self) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+    fn stamp(&self) -> Vec<(PathBuf, serve::FileStamp)> {
         let mut paths = Vec::new();
         collect(&self.dir.join("src"), &mut paths);
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
@@ -262,15 +262,8 @@ impl Files {
             }
         }
         paths.sort();
-        paths
-            .into_iter()
-            .map(|p| {
-                let meta = std::fs::metadata(&p).ok();
-                let modified = meta.as_ref().and_then(|m| m.modified().ok());
-                let len = meta.map_or(0, |m| m.len());
-                (p, modified, len)
-            })
-            .collect()
+        let stamps = serve::fingerprint(&paths);
+        paths.into_iter().zip(stamps).collect()
     }
 
     /// Blocks until a file changes and has stayed the same for one poll
@@ -295,7 +288,7 @@ impl Files {
                 .iter()
                 .find(|s| !self.seen.contains(s))
                 .or_else(|| self.seen.iter().find(|s| !settled.contains(s)))
-                .map(|(p, ..)| p.strip_prefix(&self.dir).unwrap_or(p).display().to_string())
+                .map(|(p, _)| p.strip_prefix(&self.dir).unwrap_or(p).display().to_string())
                 .unwrap_or_default();
             self.seen = settled;
             return changed;

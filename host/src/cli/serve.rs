@@ -388,7 +388,7 @@ struct Reload {
 /// What identifies a file's version without reading it: device, inode,
 /// size and modification time (a Kubernetes secret or config map update
 /// swaps a symlink, which changes the inode the path resolves to).
-type FileStamp = Option<(u64, u64, u64, i64, i64)>;
+pub(super) type FileStamp = Option<(u64, u64, u64, i64, i64)>;
 
 /// The files whose change triggers a reload when `reload.watch_interval`
 /// is set: the config file, the policy and shadow, the certificates.
@@ -406,7 +406,7 @@ fn watched_files(source: &ConfigSource, config: &Config) -> Vec<PathBuf> {
     files
 }
 
-fn fingerprint(files: &[PathBuf]) -> Vec<FileStamp> {
+pub(super) fn fingerprint(files: &[PathBuf]) -> Vec<FileStamp> {
     use std::os::unix::fs::MetadataExt as _;
     files
         .iter()
