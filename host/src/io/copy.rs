@@ -10,6 +10,14 @@
 //! back buffers wait in a small per-thread pool ([`SPARE_BUFFERS_PER_THREAD`])
 //! so a busy connection does not allocate per read.
 //!
+//! A direction whose read fills its buffer is carrying bulk bytes: from then
+//! on it reads into a [`BULK_BUFFER_BYTES`] buffer, so a large transfer
+//! costs a sixteenth of the reads, writes and wake-ups (measured in
+//! `benches/RESULTS.md`, "Bulk buffers"). At most [`BULK_BUFFERS`] are held
+//! at once in the whole process; past that a direction stays on the small
+//! buffer, so slow readers cannot make memory grow past
+//! `BULK_BUFFERS × BULK_BUFFER_BYTES` (16 MiB) for bulk buffers.
+//!
 //! This is the seam for a zero-copy passthrough (`splice(2)`): callers only
 //! see [`relay`] and [`Relayed`]. A splice relay was measured on loopback
 //! (the usual backend placement): ~530 MiB/s against ~870 MiB/s copying,
@@ -20,7 +28,7 @@ use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -31,6 +39,18 @@ use tokio::time::Instant;
 /// payload. 64 KiB measured no clearly better on loopback.
 pub const RELAY_BUFFER_BYTES: usize = 16 * 1024;
 
+/// Buffer per direction once a read filled a [`RELAY_BUFFER_BYTES`] one.
+pub const BULK_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Bulk buffers held at once by the whole process (16 MiB).
+const BULK_BUFFERS: usize = 64;
+
+/// Bulk buffers held by relays right now.
+static BULK_IN_USE: AtomicUsize = AtomicUsize::new(0);
+
+/// Given-back bulk buffers kept for reuse per worker thread.
+const SPARE_BULK_BUFFERS_PER_THREAD: usize = 2;
+
 /// Buffers kept for reuse per worker thread (16 KiB each): enough for the
 /// connections one worker moves bytes for at once in a burst; the rest are
 /// freed.
@@ -39,6 +59,8 @@ const SPARE_BUFFERS_PER_THREAD: usize = 8;
 thread_local! {
     /// Buffers given back by quiet directions, reused by the next reader.
     static SPARE: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+    /// Bulk buffers given back, reused by the next bulk reader.
+    static SPARE_BULK: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// How a relay ended, with what it moved.
@@ -80,6 +102,8 @@ struct Pipe {
     moved: u64,
     /// Written since the last flush.
     need_flush: bool,
+    /// A read filled a small buffer: this direction carries bulk bytes.
+    bulk: bool,
     state: PipeState,
 }
 
@@ -169,6 +193,7 @@ impl Pipe {
             end: 0,
             moved: 0,
             need_flush: false,
+            bulk: false,
             state: PipeState::Copying,
         }
     }
@@ -232,10 +257,28 @@ impl Pipe {
         cx: &mut Context<'_>,
         reader: &mut R,
     ) -> Poll<io::Result<usize>> {
-        let buf = self.buf.get_or_insert_with(take_buffer);
+        if self.bulk
+            && self
+                .buf
+                .as_ref()
+                .is_some_and(|b| b.len() < BULK_BUFFER_BYTES)
+            && let Some(large) = take_bulk_buffer()
+            && let Some(small) = self.buf.replace(large)
+        {
+            give_back(small);
+        }
+        let bulk = self.bulk;
+        let buf = self.buf.get_or_insert_with(|| {
+            bulk.then(take_bulk_buffer)
+                .flatten()
+                .unwrap_or_else(take_buffer)
+        });
         let mut read = ReadBuf::new(buf);
         ready!(Pin::new(reader).poll_read(cx, &mut read))?;
         let n = read.filled().len();
+        if n == buf.len() {
+            self.bulk = true;
+        }
         self.pos = 0;
         self.end = n;
         Poll::Ready(Ok(n))
@@ -269,6 +312,30 @@ impl Pipe {
     }
 }
 
+/// A bulk buffer, unless this thread holds its share of them already.
+fn take_bulk_buffer() -> Option<Box<[u8]>> {
+    BULK_IN_USE
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < BULK_BUFFERS).then_some(n + 1)
+        })
+        .ok()?;
+    Some(
+        SPARE_BULK
+            .with_borrow_mut(Vec::pop)
+            .unwrap_or_else(|| vec![0; BULK_BUFFER_BYTES].into_boxed_slice()),
+    )
+}
+
+impl Drop for Pipe {
+    /// A relay that ended with bytes in flight still gives its buffer back
+    /// (a bulk one counts against [`BULK_BUFFERS`] until then).
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            give_back(buf);
+        }
+    }
+}
+
 /// A buffer from this thread's pool, or a new one.
 fn take_buffer() -> Box<[u8]> {
     SPARE
@@ -278,6 +345,15 @@ fn take_buffer() -> Box<[u8]> {
 
 /// Returns a buffer to this thread's pool, or frees it when the pool is full.
 fn give_back(buf: Box<[u8]>) {
+    if buf.len() == BULK_BUFFER_BYTES {
+        BULK_IN_USE.fetch_sub(1, Ordering::Relaxed);
+        SPARE_BULK.with_borrow_mut(|spare| {
+            if spare.len() < SPARE_BULK_BUFFERS_PER_THREAD {
+                spare.push(buf);
+            }
+        });
+        return;
+    }
     SPARE.with_borrow_mut(|spare| {
         if spare.len() < SPARE_BUFFERS_PER_THREAD {
             spare.push(buf);
@@ -394,6 +470,50 @@ mod tests {
         );
         assert!(up.moved > 0);
         assert!(up.buf.is_some(), "unwritten bytes stay buffered");
+    }
+
+    #[tokio::test]
+    async fn a_direction_that_fills_its_buffer_reads_into_a_bulk_one() {
+        let (mut client, mut client_side) = duplex(1024 * 1024);
+        let (mut backend_side, mut backend) = duplex(1024 * 1024);
+        let mut up = Pipe::new();
+        client.write_all(b"small").await.unwrap();
+        assert!(pump_once(&mut up, &mut client_side, &mut backend_side).is_pending());
+        assert!(!up.bulk, "a short read is not bulk");
+
+        let sent: Vec<u8> = (0..600 * 1024).map(|i| (i % 253) as u8).collect();
+        client.write_all(&sent).await.unwrap();
+        let mut reads = 0;
+        while up.moved < 5 + sent.len() as u64 {
+            assert!(pump_once(&mut up, &mut client_side, &mut backend_side).is_pending());
+            reads += 1;
+            assert!(reads < 100);
+        }
+        assert!(up.bulk, "a read filled the small buffer");
+        let spare_bulk = SPARE_BULK.with_borrow(Vec::len);
+        assert_eq!(
+            spare_bulk, 1,
+            "the bulk buffer went back to this thread's pool"
+        );
+        let mut got = vec![0u8; 5 + sent.len()];
+        backend.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[..5], b"small");
+        assert_eq!(&got[5..], &sent[..]);
+    }
+
+    #[test]
+    fn bulk_buffers_are_bounded_for_the_process() {
+        let mut held = Vec::new();
+        while let Some(buf) = take_bulk_buffer() {
+            held.push(buf);
+            assert!(held.len() <= BULK_BUFFERS);
+        }
+        assert!(!held.is_empty());
+        for buf in held {
+            give_back(buf);
+        }
+        let again = take_bulk_buffer().expect("given back, the budget returns");
+        give_back(again);
     }
 
     #[tokio::test]
