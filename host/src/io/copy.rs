@@ -257,22 +257,7 @@ impl Pipe {
         cx: &mut Context<'_>,
         reader: &mut R,
     ) -> Poll<io::Result<usize>> {
-        if self.bulk
-            && self
-                .buf
-                .as_ref()
-                .is_some_and(|b| b.len() < BULK_BUFFER_BYTES)
-            && let Some(large) = take_bulk_buffer()
-            && let Some(small) = self.buf.replace(large)
-        {
-            give_back(small);
-        }
-        let bulk = self.bulk;
-        let buf = self.buf.get_or_insert_with(|| {
-            bulk.then(take_bulk_buffer)
-                .flatten()
-                .unwrap_or_else(take_buffer)
-        });
+        let buf = self.read_buffer();
         let mut read = ReadBuf::new(buf);
         ready!(Pin::new(reader).poll_read(cx, &mut read))?;
         let n = read.filled().len();
@@ -282,6 +267,23 @@ impl Pipe {
         self.pos = 0;
         self.end = n;
         Poll::Ready(Ok(n))
+    }
+
+    /// The buffer to read into: a bulk one once this direction is bulk and
+    /// the budget allows, else the one it holds or a small one.
+    fn read_buffer(&mut self) -> &mut Box<[u8]> {
+        let small = self
+            .buf
+            .as_ref()
+            .is_none_or(|b| b.len() < BULK_BUFFER_BYTES);
+        if self.bulk
+            && small
+            && let Some(large) = take_bulk_buffer()
+            && let Some(old) = self.buf.replace(large)
+        {
+            give_back(old);
+        }
+        self.buf.get_or_insert_with(take_buffer)
     }
 
     /// Writes `buf[pos..end]` out.
@@ -312,7 +314,7 @@ impl Pipe {
     }
 }
 
-/// A bulk buffer, unless this thread holds its share of them already.
+/// A bulk buffer, unless the process holds [`BULK_BUFFERS`] already.
 fn take_bulk_buffer() -> Option<Box<[u8]>> {
     BULK_IN_USE
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
