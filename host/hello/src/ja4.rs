@@ -2,8 +2,6 @@
 //! computed from the lists `parse.rs` extracted. Hashing and hex formatting only; nothing
 //! here looks at wire bytes except the first ALPN value.
 
-use std::fmt::Write as _;
-
 use sha2::{Digest, Sha256};
 
 use crate::is_grease;
@@ -38,35 +36,45 @@ pub(crate) fn fingerprint(input: &Ja4Input<'_>) -> String {
     out.push('t');
     out.push_str(version_code(input));
     out.push(if input.has_sni { 'd' } else { 'i' });
-    // Writing to a String cannot fail.
-    let _ = write!(
-        out,
-        "{:02}{:02}",
-        input.cipher_suites.len().min(MAX_COUNT),
-        input.extensions.len().min(MAX_COUNT)
-    );
+    push_count(&mut out, input.cipher_suites.len());
+    push_count(&mut out, input.extensions.len());
     push_alpn(&mut out, input.first_alpn);
 
-    out.push('_');
-    let mut ciphers = input.cipher_suites.to_vec();
-    ciphers.sort_unstable();
-    push_hash(&mut out, &hex_list(&ciphers));
+    // One scratch buffer holds each list, then its hashed text.
+    let mut sorted: Vec<u16> = Vec::with_capacity(input.extensions.len());
+    let mut text: Vec<u8> = Vec::with_capacity(5 * input.extensions.len() + 8);
 
     out.push('_');
-    let mut exts: Vec<u16> = input
-        .extensions
-        .iter()
-        .copied()
-        .filter(|e| *e != ext::SERVER_NAME && *e != ext::ALPN)
-        .collect();
-    exts.sort_unstable();
-    let mut text = hex_list(&exts);
+    sorted.extend_from_slice(input.cipher_suites);
+    sorted.sort_unstable();
+    push_hex_list(&mut text, &sorted);
+    push_hash(&mut out, &text);
+
+    out.push('_');
+    sorted.clear();
+    sorted.extend(
+        input
+            .extensions
+            .iter()
+            .copied()
+            .filter(|e| *e != ext::SERVER_NAME && *e != ext::ALPN),
+    );
+    sorted.sort_unstable();
+    text.clear();
+    push_hex_list(&mut text, &sorted);
     if !text.is_empty() && !input.signature_algorithms.is_empty() {
-        text.push('_');
-        text.push_str(&hex_list(input.signature_algorithms));
+        text.push(b'_');
+        push_hex_list(&mut text, input.signature_algorithms);
     }
     push_hash(&mut out, &text);
     out
+}
+
+/// A count as two decimal digits, saturating at [`MAX_COUNT`].
+fn push_count(out: &mut String, count: usize) {
+    let count = count.min(MAX_COUNT) as u8;
+    out.push(char::from(b'0' + count / 10));
+    out.push(char::from(b'0' + count % 10));
 }
 
 /// The highest non-GREASE supported_versions entry if the extension is there, else the
@@ -99,33 +107,45 @@ fn push_alpn(out: &mut String, first: Option<&[u8]>) {
             out.push(char::from(last));
         }
         Some((first, last)) => {
-            let _ = write!(out, "{:x}{:x}", first >> 4, last & 0x0f);
+            out.push(hex_digit(first >> 4));
+            out.push(hex_digit(last));
         }
         None => out.push_str("00"),
     }
 }
 
-/// `0403,0804,...`: lowercase 4-digit hex, comma separated.
-fn hex_list(values: &[u16]) -> String {
-    let mut s = String::with_capacity(values.len() * 5);
+/// Lowercase hex digits.
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// The lowercase hex digit of `nibble`'s low four bits.
+fn hex_digit(nibble: u8) -> char {
+    char::from(HEX_DIGITS[usize::from(nibble & 0x0f)])
+}
+
+/// Appends `0403,0804,...`: lowercase 4-digit hex, comma separated. Runs
+/// once per list per connection, so it writes digits directly rather than
+/// through `fmt`.
+fn push_hex_list(text: &mut Vec<u8>, values: &[u16]) {
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
-            s.push(',');
+            text.push(b',');
         }
-        let _ = write!(s, "{v:04x}");
+        for shift in [12, 8, 4, 0] {
+            text.push(HEX_DIGITS[usize::from((v >> shift) & 0x0f)]);
+        }
     }
-    s
 }
 
 /// Appends the first 12 hex digits of sha256(`text`), or [`EMPTY_HASH`] for empty text.
-fn push_hash(out: &mut String, text: &str) {
+fn push_hash(out: &mut String, text: &[u8]) {
     if text.is_empty() {
         out.push_str(EMPTY_HASH);
         return;
     }
-    let digest = Sha256::digest(text.as_bytes());
+    let digest = Sha256::digest(text);
     for b in &digest[..HASH_HEX_LEN / 2] {
-        let _ = write!(out, "{b:02x}");
+        out.push(hex_digit(b >> 4));
+        out.push(hex_digit(*b));
     }
 }
 
