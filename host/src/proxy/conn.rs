@@ -120,14 +120,16 @@ impl Conn {
     async fn serve(&mut self, mut client: TcpStream) -> Outcome {
         let error = match self.route(&mut client).await {
             Ok(Routed::Done(outcome)) => return outcome,
-            Ok(Routed::Http(set, replay)) => match self.serve_http(client, replay, set).await {
-                Ok(outcome) => return outcome,
-                Err(error) => {
-                    // rustls has answered the client already.
-                    self.report(&error);
-                    return Outcome::Error;
+            Ok(Routed::Http(set, replay)) => {
+                match Box::pin(self.serve_http(client, replay, set)).await {
+                    Ok(outcome) => return outcome,
+                    Err(error) => {
+                        // rustls has answered the client already.
+                        self.report(&error);
+                        return Outcome::Error;
+                    }
                 }
-            },
+            }
             Err(error) => error,
         };
         self.report(&error);
@@ -151,13 +153,13 @@ impl Conn {
         shared.metrics.hello_size(u64::from(hello.hello_bytes));
         if let Some(tls) = acme_validation(&shared, &hello) {
             // The CA closes the connection once it has seen the certificate.
-            let (mut stream, _) = handshake::accept(
+            let (mut stream, _) = Box::pin(handshake::accept(
                 client,
                 replay,
                 tls,
                 limits.client_hello_timeout,
                 &shared.metrics,
-            )
+            ))
             .await?;
             let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
             return Ok(Routed::Done(Outcome::Acme));

@@ -224,8 +224,10 @@ async fn serve_conn(
                 .await
         }
         // One short request each: the drain waits for it (permit).
-        Serve::Redirect => redirect::handle(shared, stream, source, permit).await,
-        Serve::PlainHttp(set) => plain::run(shared, stream, source, set, permit, closing).await,
+        Serve::Redirect => Box::pin(redirect::handle(shared, stream, source, permit)).await,
+        Serve::PlainHttp(set) => {
+            Box::pin(plain::run(shared, stream, source, set, permit, closing)).await;
+        }
     }
 }
 

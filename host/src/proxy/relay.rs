@@ -111,24 +111,29 @@ pub async fn run(
             relayed.up += replayed;
             relayed
         }
+        // Boxed: the TLS stream's state would otherwise size every
+        // connection's task, passthrough ones included.
         Some(tls) => {
-            // The handshake gets as long as the hello had.
-            let (stream, tls) = handshake::accept(
-                client,
-                hello,
-                tls,
-                limits.client_hello_timeout,
-                &shared.metrics,
-            )
-            .await?;
-            *negotiated = Some(tls);
-            if let Some(header) = header {
-                backend
-                    .write_all(&header)
-                    .await
-                    .map_err(ConnError::BackendIo)?;
-            }
-            relay(stream, backend, limits.idle_timeout).await
+            Box::pin(async {
+                // The handshake gets as long as the hello had.
+                let (stream, tls) = handshake::accept(
+                    client,
+                    hello,
+                    tls,
+                    limits.client_hello_timeout,
+                    &shared.metrics,
+                )
+                .await?;
+                *negotiated = Some(tls);
+                if let Some(header) = header {
+                    backend
+                        .write_all(&header)
+                        .await
+                        .map_err(ConnError::BackendIo)?;
+                }
+                Ok::<_, ConnError>(relay(stream, backend, limits.idle_timeout).await)
+            })
+            .await?
         }
     };
     finish(shared, name, &relayed);
