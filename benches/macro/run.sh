@@ -34,6 +34,15 @@
 # Neither proxy logs per connection (edge `log.level: warn`, HAProxy
 # without `log`): this compares data paths. EDGE_YAML adds lines to the
 # edge's config (e.g. `workers: 1`) to measure a non-default setting.
+#
+# A/B of two edge binaries: EDGE_B=<other binary> starts it beside the
+# first (same config, its own port) and first alternates `wrk -t1 -c32`
+# `Connection: close` runs of AB_SECONDS over edge, edge B and HAProxy
+# nbthread 1 for AB_ROUNDS rounds, then prints the medians of each one's
+# CPU per new connection, total (utime+stime) and user time alone, and of
+# the per-round ratios. A change of a few percent is below one run's noise
+# on a shared machine; alternating rounds and taking medians is what makes
+# it visible. AB_ONLY=1 stops after that.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -51,6 +60,10 @@ EDGE_YAML=${EDGE_YAML:-}       # extra edge config lines (default config when em
 NAME=turn.hearth.test          # passed through by the Hearth policy
 APEX=hearth.test               # terminated by the Hearth policy
 EDGE_BIN=${EDGE_BIN:-$ROOT/target/release/hearth-wasm-edge}
+EDGE_B=${EDGE_B:-}             # a second edge binary to compare per connection
+AB_ROUNDS=${AB_ROUNDS:-12}     # alternated rounds of the A/B
+AB_SECONDS=${AB_SECONDS:-3}    # seconds per wrk run in the A/B
+AB_ONLY=${AB_ONLY:-}           # 1: stop after the A/B
 PYTHON=/usr/bin/python3        # Debian's, stdlib only
 CERTS=$ROOT/tests/peers/certs
 
@@ -61,6 +74,7 @@ need nginx nginx; need haproxy haproxy; need wrk wrk; need curl curl; need strac
 ulimit -n "$(ulimit -Hn)"   # room for the idle connections (2 fds each per proxy)
 
 WORK=$(mktemp -d /tmp/hearth-bench.XXXXXX)
+REPORT=$WORK/report.md          # the tables, printed at the end
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -83,6 +97,7 @@ ticks() { # summed utime+stime of the given pids
     for p in "$@"; do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
     echo "$sum"
 }
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 machine_busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 CLK_TCK=$(getconf CLK_TCK)
@@ -205,6 +220,14 @@ start_haproxy haproxy1 "nbthread 1"
 start_haproxy haproxyN "# nbthread: HAProxy's default"
 PID[edge]=$EDGE_PID
 PORT[edge]=$EDGE_PORT
+if [ -n "$EDGE_B" ]; then
+    PORT[edgeB]=$(free_port)
+    sed "s/^listen: .*/listen: \"127.0.0.1:${PORT[edgeB]}\"/" "$WORK/edge.yaml" > "$WORK/edgeB.yaml"
+    "$EDGE_B" --config "$WORK/edgeB.yaml" 2> "$WORK/edgeB.log" &
+    PID[edgeB]=$!
+    PIDS+=($!)
+    wait_port "${PORT[edgeB]}"
+fi
 PORT[direct]=$NGINX_PORT
 PROXIES="edge haproxy1 haproxyN"
 declare -A LABEL=([edge]="edge (default config)" [haproxy1]="HAProxy nbthread 1" [haproxyN]="HAProxy default threads" [direct]="nginx direct")
@@ -224,6 +247,46 @@ for p in $PROXIES; do
 done
 body=$(curl -sS --max-time 5 --cacert "$CERTS/ca.crt" --resolve "$APEX:$EDGE_PORT:127.0.0.1" "https://$APEX:$EDGE_PORT/small")
 [ "$body" = "hello from nginx" ] || { echo "the edge does not terminate $APEX: '$body'" >&2; exit 1; }
+
+# --- A/B: CPU per new connection of two edge binaries, alternated ---
+if [ -n "$EDGE_B" ]; then
+    AB_ROWS=$WORK/ab.txt
+    for round in $(seq 1 "$AB_ROUNDS"); do
+        row=""
+        for p in edge edgeB haproxy1; do
+            t0=$(ticks "${PID[$p]}"); u0=$(user_ticks "${PID[$p]}")
+            out=$(wrk -t1 -c32 -d "${AB_SECONDS}s" -s "$ROOT/benches/macro/resolve.lua" -H 'Connection: close' \
+                "https://$NAME:${PORT[$p]}/small")
+            t1=$(ticks "${PID[$p]}"); u1=$(user_ticks "${PID[$p]}")
+            n=$(awk '/ requests in / {print $1}' <<<"$out")
+            row="$row $(awk -v t=$((t1 - t0)) -v u=$((u1 - u0)) -v n="$n" -v h="$CLK_TCK" \
+                'BEGIN { printf "%.2f %.2f", t / h / n * 1e6, u / h / n * 1e6 }')"
+        done
+        echo "$row" >> "$AB_ROWS"
+        echo "A/B round $round (µs per connection, total user for edge, edge B, HAProxy):$row" >&2
+    done
+    {
+    echo "A/B, $(date -u +%Y-%m-%dT%H:%MZ): edge = $EDGE_BIN, edge B = $EDGE_B; $AB_ROUNDS rounds of \`wrk -t1 -c32 -d${AB_SECONDS}s\` \`Connection: close\` each, alternated; medians:"
+    echo
+    "$PYTHON" - "$AB_ROWS" <<'PY'
+import statistics, sys
+rows = [list(map(float, line.split())) for line in open(sys.argv[1]) if line.strip()]
+med = lambda xs: statistics.median(xs)
+print("| CPU per new connection | edge | edge B | HAProxy nbthread 1 | B ÷ edge | edge ÷ HAProxy | B ÷ HAProxy |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for name, i in (("total (µs)", 0), ("user (µs)", 1)):
+    a, b, h = ([r[k + i] for r in rows] for k in (0, 2, 4))
+    ratio = lambda x, y: med([p / q for p, q in zip(x, y) if q > 0])
+    print(f"| {name} | {med(a):.1f} | {med(b):.1f} | {med(h):.1f} | {ratio(b, a):.3f}× | {ratio(a, h):.2f}× | {ratio(b, h):.2f}× |")
+PY
+    echo
+    } >> "$REPORT"
+    if [ -n "$AB_ONLY" ]; then
+        mkdir -p "$ROOT/target"
+        tee "$ROOT/target/bench-macro.md" < "$REPORT"
+        exit 0
+    fi
+fi
 
 # --- RSS per idle passthrough connection ---
 declare -A RSS_PER_CONN
@@ -263,7 +326,6 @@ order() {
     for i in $(seq 0 $((n - 1))); do printf '%s ' "${list[$(((i + $1) % n))]}"; done
 }
 declare -A CPS CPS_CPU CPS_N CPS_P99 KA KA_CPU KA_N ERRS
-REPORT=$WORK/report.md
 for setup in $SETUPS; do
     wt=${setup%%:*}; wc=${setup##*:}
     for p in direct $PROXIES; do CPS[$p]=0 CPS_CPU[$p]=0 CPS_N[$p]=0 CPS_P99[$p]=0 KA[$p]=0 KA_CPU[$p]=0 KA_N[$p]=0 ERRS[$p]=""; done
