@@ -188,14 +188,23 @@ fn parse_body(body: &[u8]) -> Result<ClientHello, HelloError> {
     Ok(hello)
 }
 
+/// An extension's type and length fields.
+const EXTENSION_HEADER_LEN: usize = 4;
+/// Extensions room is made for up front: more than browsers send (≈18).
+const EXPECTED_EXTENSIONS: usize = 32;
+
 fn parse_extensions<'a>(
     block: &'a [u8],
     hello: &mut ClientHello,
     seen: &mut Seen<'a>,
 ) -> Result<(), HelloError> {
     let mut c = Cursor::new(block);
+    // Room for every extension a browser sends (an extension takes at least
+    // four bytes), so the lists do not grow one reallocation at a time.
+    let expected = (block.len() / EXTENSION_HEADER_LEN).min(EXPECTED_EXTENSIONS);
+    hello.extensions.reserve(expected);
     // Every type, GREASE included, to refuse duplicates (RFC 8446 section 4.2).
-    let mut all_types = Vec::new();
+    let mut all_types = Vec::with_capacity(expected);
     while !c.is_empty() {
         let typ = c.u16("extension header")?;
         let data = c.vec16("extension length")?;
