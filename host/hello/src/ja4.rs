@@ -40,7 +40,8 @@ pub(crate) fn fingerprint(input: &Ja4Input<'_>) -> String {
     push_count(&mut out, input.extensions.len());
     push_alpn(&mut out, input.first_alpn);
 
-    // One scratch buffer holds each list, then its hashed text.
+    // One scratch list and one scratch text serve both hashes; a value
+    // takes four hex digits and a comma.
     let mut sorted: Vec<u16> = Vec::with_capacity(input.extensions.len());
     let mut text: Vec<u8> = Vec::with_capacity(5 * input.extensions.len() + 8);
 

@@ -190,7 +190,7 @@ fn parse_body(body: &[u8]) -> Result<ClientHello, HelloError> {
 
 /// An extension's type and length fields.
 const EXTENSION_HEADER_LEN: usize = 4;
-/// Extensions room is made for up front: more than browsers send (≈18).
+/// Extensions to make room for up front: more than browsers send (≈18).
 const EXPECTED_EXTENSIONS: usize = 32;
 
 fn parse_extensions<'a>(

@@ -120,6 +120,7 @@ impl Conn {
     async fn serve(&mut self, mut client: TcpStream) -> Outcome {
         let error = match self.route(&mut client).await {
             Ok(Routed::Done(outcome)) => return outcome,
+            // Boxed, like the other TLS-terminating paths: see `serve_conn`.
             Ok(Routed::Http(set, replay)) => {
                 match Box::pin(self.serve_http(client, replay, set)).await {
                     Ok(outcome) => return outcome,

@@ -223,7 +223,10 @@ async fn serve_conn(
                 .run(stream, permit, closing)
                 .await
         }
-        // One short request each: the drain waits for it (permit).
+        // One short request each: the drain waits for it (permit). These
+        // and the HTTP mode are boxed so their state does not size every
+        // passthrough connection's task (benches/RESULTS.md, "Per
+        // connection: the gap is user time").
         Serve::Redirect => Box::pin(redirect::handle(shared, stream, source, permit)).await,
         Serve::PlainHttp(set) => {
             Box::pin(plain::run(shared, stream, source, set, permit, closing)).await;
