@@ -37,6 +37,9 @@
 //! - `stealth_turn`: TURN on the website's name (a route set's
 //!   `stun_backend`): Allocate over TLS, PROXY v2 to coturn, probes answered
 //!   as the website, Chromium's relay candidate in both TURN modes.
+//! - `relay`: the bytes copied after the hello, through passthrough and
+//!   terminate: large random streams both ways, half-close either way,
+//!   1,000 relays at once, a backend killed mid-stream, the byte counters.
 //! - `hostile`: slowloris, faulting policies and failing backends at volume,
 //!   the security-relevant defaults (`hostile/*.rs`).
 //!
@@ -61,5 +64,6 @@ mod passthrough;
 mod peers;
 mod post_quantum;
 mod reject;
+mod relay;
 mod stealth_turn;
 mod terminate;
