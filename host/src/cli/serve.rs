@@ -72,9 +72,11 @@ fn run_source(source: ConfigSource, requests: Option<ReloadRequests>) -> anyhow:
     let policies = load_policies(&config, source.name(), &runtime, &metrics)?;
     // Connections run on the worker threads (`workers`, `proxy/workers.rs`);
     // this runtime keeps reloads, signals, the admin listener, ACME and
-    // health checks (and the connections too with `workers: 1`).
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // health checks (and the connections too with `workers: 1`). Like the
+    // workers' runtimes it is single-threaded: on this thread, tasks cost
+    // less to wake and poll than on a multi-thread scheduler with one worker
+    // (benches/RESULTS.md, "Per connection: the gap is user time").
+    let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting tokio")?;
