@@ -182,11 +182,13 @@ async fn drain(reader: &mut (impl AsyncRead + Unpin)) -> io::Result<Received> {
     }
 }
 
-/// Plays one side of `order`: `ask` says what this side sends.
+/// Plays the client's side of `order` (`client`) or the backend's: sends
+/// `len` bytes of stream `seed` and half-closes, reads to EOF, in the
+/// order's sequence; returns what it read.
 async fn play<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     order: Order,
-    we_go_first: bool,
+    client: bool,
     seed: u64,
     len: u64,
 ) -> io::Result<Received> {
@@ -197,8 +199,8 @@ async fn play<S: AsyncRead + AsyncWrite + Unpin>(
                 tokio::try_join!(drain(&mut reader), send(&mut writer, seed, len))?;
             return Ok(received);
         }
-        Order::ClientFirst => we_go_first,
-        Order::BackendFirst => !we_go_first,
+        Order::ClientFirst => client,
+        Order::BackendFirst => !client,
     };
     if first {
         send(&mut writer, seed, len).await?;
