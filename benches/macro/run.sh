@@ -42,7 +42,11 @@
 # CPU per new connection, total (utime+stime) and user time alone, and of
 # the per-round ratios. A change of a few percent is below one run's noise
 # on a shared machine; alternating rounds and taking medians is what makes
-# it visible. AB_ONLY=1 stops after that.
+# it visible. Then AB_BULK_ROUNDS rounds of one bulk download each through
+# nginx directly, edge, edge B and HAProxy nbthread 1, and the medians of
+# each one's whole-machine CPU per GiB beyond that round's direct download
+# (per-GiB figures move by a tenth between whole runs). AB_ONLY=1 stops
+# after that.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -64,6 +68,7 @@ EDGE_B=${EDGE_B:-}             # a second edge binary to compare per connection
 AB_ROUNDS=${AB_ROUNDS:-12}     # alternated rounds of the A/B
 AB_SECONDS=${AB_SECONDS:-3}    # seconds per wrk run in the A/B
 AB_ONLY=${AB_ONLY:-}           # 1: stop after the A/B
+AB_BULK_ROUNDS=${AB_BULK_ROUNDS:-8}  # alternated 1 GiB downloads in the A/B (0: none)
 PYTHON=/usr/bin/python3        # Debian's, stdlib only
 CERTS=$ROOT/tests/peers/certs
 
@@ -281,6 +286,41 @@ for name, i in (("total (µs)", 0), ("user (µs)", 1)):
 PY
     echo
     } >> "$REPORT"
+    # Then the same alternation for a relayed GiB: whole-machine CPU of one
+    # download through each, minus the direct download of the same round.
+    if [ "$AB_BULK_ROUNDS" -gt 0 ]; then
+        AB_BULK=$WORK/ab-bulk.txt
+        curl -sS --max-time 120 -k --resolve "$NAME:$NGINX_PORT:127.0.0.1" -o /dev/null "https://$NAME:$NGINX_PORT/big"
+        for round in $(seq 1 "$AB_BULK_ROUNDS"); do
+            row=""
+            for p in direct edge edgeB haproxy1; do
+                m0=$(machine_busy)
+                size=$(curl -sS --max-time 120 --cacert "$CERTS/ca.crt" --resolve "$NAME:${PORT[$p]}:127.0.0.1" \
+                    -o /dev/null -w '%{size_download}' "https://$NAME:${PORT[$p]}/big")
+                m1=$(machine_busy)
+                [ "$size" -eq $((BULK_GIB << 30)) ] || { echo "bulk through $p: got $size bytes" >&2; exit 1; }
+                row="$row $(awk -v d=$((m1 - m0)) -v h="$CLK_TCK" -v g="$BULK_GIB" 'BEGIN { printf "%.2f", d / h / g }')"
+            done
+            echo "$row" >> "$AB_BULK"
+            echo "A/B bulk round $round (machine s per GiB, direct, edge, edge B, HAProxy):$row" >&2
+        done
+        {
+        echo "A/B bulk: $AB_BULK_ROUNDS rounds of one ${BULK_GIB} GiB download each (direct, edge, edge B, HAProxy nbthread 1); whole-machine CPU per GiB beyond the same round's direct download, medians:"
+        echo
+        "$PYTHON" - "$AB_BULK" <<'PY'
+import statistics, sys
+rows = [list(map(float, line.split())) for line in open(sys.argv[1]) if line.strip()]
+med = statistics.median
+extra = [[r[k] - r[0] for r in rows] for k in (1, 2, 3)]
+ratio = lambda x, y: med([p / q for p, q in zip(x, y) if q > 0])
+print("| whole-machine CPU per GiB beyond direct | edge | edge B | HAProxy nbthread 1 | B ÷ edge | edge ÷ HAProxy | B ÷ HAProxy |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+a, b, h = extra
+print(f"| seconds (direct: {med([r[0] for r in rows]):.2f}) | {med(a):.2f} | {med(b):.2f} | {med(h):.2f} | {ratio(b, a):.3f}× | {ratio(a, h):.2f}× | {ratio(b, h):.2f}× |")
+PY
+        echo
+        } >> "$REPORT"
+    fi
     if [ -n "$AB_ONLY" ]; then
         mkdir -p "$ROOT/target"
         tee "$ROOT/target/bench-macro.md" < "$REPORT"
