@@ -107,6 +107,21 @@ machine_busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 CLK_TCK=$(getconf CLK_TCK)
 add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", a + b }'; }
+# One bulk download through $1 (a key of PORT); prints its speed (bytes/s)
+# and the whole machine's busy ticks during it; fails on a short body (call
+# it as `out=$(bulk_download p)` so the failure stops the script).
+bulk_download() {
+    local m0 m1 speed size
+    m0=$(machine_busy)
+    read -r speed size < <(curl -sS --max-time 120 --cacert "$CERTS/ca.crt" --resolve "$NAME:${PORT[$1]}:127.0.0.1" \
+        -o /dev/null -w '%{speed_download} %{size_download}\n' "https://$NAME:${PORT[$1]}/big")
+    m1=$(machine_busy)
+    [ "$size" -eq $((BULK_GIB << 30)) ] || { echo "bulk through $1: got $size bytes" >&2; exit 1; }
+    echo "$speed $((m1 - m0))"
+}
+# One discarded direct download, so no measured run pays for first touches
+# of the file's pages.
+warm_bulk() { curl -sS --max-time 120 -k --resolve "$NAME:$NGINX_PORT:127.0.0.1" -o /dev/null "https://$NAME:$NGINX_PORT/big"; }
 
 # --- the backends: nginx with TLS (passthrough target, and the terminating
 # peer, both with a small body and a sparse 1 GiB file) and plain HTTP (the
@@ -290,16 +305,13 @@ PY
     # download through each, minus the direct download of the same round.
     if [ "$AB_BULK_ROUNDS" -gt 0 ]; then
         AB_BULK=$WORK/ab-bulk.txt
-        curl -sS --max-time 120 -k --resolve "$NAME:$NGINX_PORT:127.0.0.1" -o /dev/null "https://$NAME:$NGINX_PORT/big"
+        warm_bulk
         for round in $(seq 1 "$AB_BULK_ROUNDS"); do
             row=""
             for p in direct edge edgeB haproxy1; do
-                m0=$(machine_busy)
-                size=$(curl -sS --max-time 120 --cacert "$CERTS/ca.crt" --resolve "$NAME:${PORT[$p]}:127.0.0.1" \
-                    -o /dev/null -w '%{size_download}' "https://$NAME:${PORT[$p]}/big")
-                m1=$(machine_busy)
-                [ "$size" -eq $((BULK_GIB << 30)) ] || { echo "bulk through $p: got $size bytes" >&2; exit 1; }
-                row="$row $(awk -v d=$((m1 - m0)) -v h="$CLK_TCK" -v g="$BULK_GIB" 'BEGIN { printf "%.2f", d / h / g }')"
+                out=$(bulk_download "$p")
+                read -r _ busy <<<"$out"
+                row="$row $(awk -v d="$busy" -v h="$CLK_TCK" -v g="$BULK_GIB" 'BEGIN { printf "%.2f", d / h / g }')"
             done
             echo "$row" >> "$AB_BULK"
             echo "A/B bulk round $round (machine s per GiB, direct, edge, edge B, HAProxy):$row" >&2
@@ -424,23 +436,18 @@ for p in edge haproxy1; do
 done
 
 # --- bulk download: proxy CPU and whole-machine CPU per GiB ---
-# One discarded direct download first, so no measured run pays for first
-# touches of the file's pages.
-curl -sS --max-time 120 -k --resolve "$NAME:$NGINX_PORT:127.0.0.1" -o /dev/null "https://$NAME:$NGINX_PORT/big"
+warm_bulk
 declare -A BULK_MBS BULK_CPU BULK_MACHINE
 for p in direct $PROXIES; do BULK_MBS[$p]=0 BULK_CPU[$p]=0 BULK_MACHINE[$p]=0; done
 for round in $(seq 1 "$BULK_REPEAT"); do
     for p in $(order "$round"); do
         t0=0; [ "$p" = direct ] || t0=$(ticks "${PID[$p]}")
-        m0=$(machine_busy)
-        read -r speed size < <(curl -sS --max-time 120 --cacert "$CERTS/ca.crt" --resolve "$NAME:${PORT[$p]}:127.0.0.1" \
-            -o /dev/null -w '%{speed_download} %{size_download}\n' "https://$NAME:${PORT[$p]}/big")
-        m1=$(machine_busy)
+        out=$(bulk_download "$p")
+        read -r speed busy <<<"$out"
         t1=$t0; [ "$p" = direct ] || t1=$(ticks "${PID[$p]}")
-        [ "$size" -eq $((BULK_GIB << 30)) ] || { echo "bulk through $p: got $size bytes" >&2; exit 1; }
         BULK_MBS[$p]=$(add "${BULK_MBS[$p]}" "$(awk -v s="$speed" 'BEGIN { print s / 1e6 }')")
         BULK_CPU[$p]=$(add "${BULK_CPU[$p]}" "$(awk -v d=$((t1 - t0)) -v h="$CLK_TCK" 'BEGIN { print d / h }')")
-        BULK_MACHINE[$p]=$(add "${BULK_MACHINE[$p]}" "$(awk -v d=$((m1 - m0)) -v h="$CLK_TCK" 'BEGIN { print d / h }')")
+        BULK_MACHINE[$p]=$(add "${BULK_MACHINE[$p]}" "$(awk -v d="$busy" -v h="$CLK_TCK" 'BEGIN { print d / h }')")
         echo "bulk round $round: $p $(awk -v s="$speed" 'BEGIN { printf "%.0f", s / 1e6 }') MB/s" >&2
     done
 done
