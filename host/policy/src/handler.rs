@@ -33,7 +33,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -58,7 +58,7 @@ pub use outbound::{DEFAULT_MAX_CONCURRENT, DEFAULT_OUTBOUND_TIMEOUT, OutboundSet
 pub use wasmtime_wasi_http::Error as BodyError;
 
 use crate::cache;
-use crate::runtime::{Ticker, one_line};
+use crate::runtime::{Calls, Ticker, one_line};
 use outbound::Outbound;
 
 /// Default `limits.max_memory`.
@@ -210,7 +210,7 @@ struct RuntimeInner {
     engine: Engine,
     linker: Linker<HandlerState>,
     cache_dir: Option<PathBuf>,
-    in_flight: Arc<AtomicUsize>,
+    calls: Arc<Calls>,
     _ticker: Ticker,
 }
 
@@ -247,20 +247,17 @@ impl HandlerRuntime {
         let mut linker = Linker::<HandlerState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(fail)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(fail)?;
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let busy = in_flight.clone();
-        let ticker = Ticker::start(engine.clone(), EPOCH_TICK, "handler-epoch", move || {
-            busy.load(Ordering::SeqCst) != 0
-        })
-        .map_err(|e| HandlerLoadError {
-            message: format!("cannot start the handler epoch thread: {e}"),
-        })?;
+        let calls = Calls::new();
+        let ticker = Ticker::start(engine.clone(), EPOCH_TICK, "handler-epoch", calls.clone())
+            .map_err(|e| HandlerLoadError {
+                message: format!("cannot start the handler epoch thread: {e}"),
+            })?;
         Ok(HandlerRuntime {
             inner: Arc::new(RuntimeInner {
                 engine,
                 linker,
                 cache_dir,
-                in_flight,
+                calls,
                 _ticker: ticker,
             }),
         })
@@ -405,7 +402,7 @@ impl Handler {
             });
         let (req, out) = prepared.map_err(|e| Failure::NoAnswer(one_line(&e)))?;
         let pre = self.pre.clone();
-        let in_flight = InFlight::start(&self.runtime.inner.in_flight);
+        let in_flight = self.runtime.inner.calls.start();
         let task = tokio::spawn(async move {
             let _in_flight = in_flight;
             let run = async {
@@ -516,22 +513,6 @@ impl fmt::Debug for Handler {
             .field("name", &self.name)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
-    }
-}
-
-/// Counts a request in flight while it lives (the ticker runs meanwhile).
-struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    fn start(count: &Arc<AtomicUsize>) -> InFlight {
-        count.fetch_add(1, Ordering::SeqCst);
-        InFlight(count.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

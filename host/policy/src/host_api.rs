@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::Level;
 use crate::bindings::hearth::edge::{host, http_types, types};
 use crate::instance::StoreState;
+use crate::runtime::{Calls, InFlight};
 
 use self::token_bucket::TokenBuckets;
 
@@ -39,28 +40,15 @@ pub(crate) struct RuntimeShared {
     pub started: Instant,
     /// Optional extra receiver of log lines.
     pub log_sink: RwLock<Option<LogSink>>,
-    /// Calls into wasm running now (instantiate + `init`, `decide`,
-    /// `on-request`): the epoch ticker only ticks while there are any.
-    pub calls_in_flight: std::sync::atomic::AtomicUsize,
+    /// Calls into wasm (instantiate + `init`, `decide`, `on-request`): the
+    /// epoch ticker only ticks while there are any.
+    pub calls: Arc<Calls>,
 }
-
-/// Counts one call into wasm in flight until dropped.
-pub(crate) struct InFlight<'a>(&'a RuntimeShared);
 
 impl RuntimeShared {
     /// Marks a call into wasm as running until the guard is dropped.
-    pub fn call_started(&self) -> InFlight<'_> {
-        self.calls_in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        InFlight(self)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0
-            .calls_in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    pub fn call_started(&self) -> InFlight {
+        self.calls.start()
     }
 }
 

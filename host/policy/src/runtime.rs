@@ -11,8 +11,8 @@
 //! (`ulimit -v`), or the runtime fails to start.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,22 @@ pub(crate) struct Ticker {
     thread: Option<JoinHandle<()>>,
 }
 
+/// The calls into one engine's wasm, as its [`Ticker`] sees them: how many
+/// run now and how many ever started, in one word so a call costs one
+/// atomic add; and whether the ticker sleeps until the next call.
+pub(crate) struct Calls {
+    /// Calls running in the low 32 bits, calls started in the high 32.
+    count: AtomicU64,
+    /// Set by the ticker before it parks; the call that finds it set wakes
+    /// it.
+    parked: AtomicBool,
+    /// The ticker's thread, once it runs.
+    ticker: OnceLock<std::thread::Thread>,
+}
+
+/// Counts one call into wasm as running until dropped.
+pub(crate) struct InFlight(Arc<Calls>);
+
 // === impl RuntimeOptions ===
 
 impl Default for RuntimeOptions {
@@ -153,14 +169,13 @@ impl Runtime {
         let shared = Arc::new(RuntimeShared {
             started: Instant::now(),
             log_sink: RwLock::new(None),
-            calls_in_flight: AtomicUsize::new(0),
+            calls: Calls::new(),
         });
-        let busy = shared.clone();
         let ticker = Ticker::start(
             engine.clone(),
             options.epoch_tick,
             "policy-epoch",
-            move || busy.calls_in_flight.load(Ordering::SeqCst) != 0,
+            shared.calls.clone(),
         )
         .map_err(|e| LoadError::Runtime(format!("cannot start the epoch ticker thread: {e}")))?;
         Ok(Runtime {
@@ -348,24 +363,101 @@ pub(crate) fn one_line(e: &wasmtime::Error) -> String {
 /// it sleeps is stopped at most this many ticks after its `max_time`.
 const IDLE_TICKS: u32 = 4;
 
+/// Once no call has started for this many looks (a second at the default
+/// tick), the ticker sleeps until the next call wakes it, so an idle edge
+/// does not wake at all. Under load calls keep coming and it never gets
+/// there.
+const QUIET_LOOKS: u32 = 250;
+
+// === impl Calls ===
+
+/// One call started and running, in `Calls::count`.
+const CALL_STARTED: u64 = (1 << 32) | 1;
+
+impl Calls {
+    pub(crate) fn new() -> Arc<Calls> {
+        Arc::new(Calls {
+            count: AtomicU64::new(0),
+            parked: AtomicBool::new(false),
+            ticker: OnceLock::new(),
+        })
+    }
+
+    /// Marks a call into wasm as running until the guard is dropped, and
+    /// wakes the ticker if it sleeps.
+    pub(crate) fn start(self: &Arc<Calls>) -> InFlight {
+        self.count.fetch_add(CALL_STARTED, Ordering::SeqCst);
+        // Paired with the ticker's store of `parked` and its load of
+        // `count` (both SeqCst): either this call sees it parked, or the
+        // ticker sees this call and does not park.
+        if self.parked.load(Ordering::SeqCst) {
+            self.wake_ticker();
+        }
+        InFlight(self.clone())
+    }
+
+    /// Calls running now.
+    fn running(&self) -> u64 {
+        self.count.load(Ordering::SeqCst) & u64::from(u32::MAX)
+    }
+
+    /// Calls started so far (wrapping at 2³²).
+    fn started(&self) -> u64 {
+        self.count.load(Ordering::SeqCst) >> 32
+    }
+
+    fn wake_ticker(&self) {
+        if self.parked.swap(false, Ordering::SeqCst)
+            && let Some(ticker) = self.ticker.get()
+        {
+            ticker.unpark();
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 // === impl Ticker ===
 
 impl Ticker {
-    /// Ticks `engine` every `tick` while `busy()` says a call runs.
+    /// Ticks `engine` every `tick` while one of `calls` runs.
     pub(crate) fn start(
         engine: Engine,
         tick: Duration,
         thread_name: &str,
-        busy: impl Fn() -> bool + Send + 'static,
+        calls: Arc<Calls>,
     ) -> std::io::Result<Ticker> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name(thread_name.into())
             .spawn(move || {
+                let _ = calls.ticker.set(std::thread::current());
                 let mut next = Instant::now() + tick;
+                let (mut seen, mut quiet) = (calls.started(), 0);
                 while !flag.load(Ordering::Relaxed) {
-                    if !busy() {
+                    if calls.running() == 0 {
+                        let started = calls.started();
+                        if started != seen {
+                            (seen, quiet) = (started, 0);
+                        } else if quiet < QUIET_LOOKS {
+                            quiet += 1;
+                        } else {
+                            // Paired with `Calls::start`: announce the
+                            // park, then look once more.
+                            calls.parked.store(true, Ordering::SeqCst);
+                            if calls.started() == seen && !flag.load(Ordering::SeqCst) {
+                                std::thread::park();
+                            }
+                            calls.parked.store(false, Ordering::SeqCst);
+                            (seen, quiet) = (calls.started(), 0);
+                            next = Instant::now() + tick;
+                            continue;
+                        }
                         // Nothing to time: look again later, and count no
                         // tick for the time slept, so a call that starts
                         // meanwhile is never cut before its `max_time`
@@ -396,8 +488,9 @@ impl Ticker {
 
 impl Drop for Ticker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
@@ -413,6 +506,41 @@ mod tests {
         assert_eq!(rt.deadline_ticks(Duration::from_millis(5)), 6);
         assert_eq!(rt.deadline_ticks(Duration::from_micros(4_500)), 6);
         assert_eq!(rt.deadline_ticks(Duration::ZERO), 2);
+    }
+
+    #[test]
+    fn the_ticker_sleeps_when_no_call_comes_and_the_next_call_still_times_out() {
+        use crate::guests::{SPIN, guest};
+        use crate::harness::cases::HelloSpec;
+        use crate::{Limits, Policy};
+        /// Far beyond `QUIET_LOOKS` looks, and far beyond `max_time`.
+        const BOUND: Duration = Duration::from_secs(10);
+        let rt = Runtime::new(RuntimeOptions::default()).unwrap();
+        let limits = Limits {
+            max_time: Duration::from_millis(20),
+            ..Limits::default()
+        };
+        let policy = Policy::load(&rt, &guest(SPIN), vec![], limits).unwrap();
+        let calls = rt.inner.shared.calls.clone();
+        let waiting = Instant::now();
+        while !calls.parked.load(Ordering::SeqCst) {
+            assert!(waiting.elapsed() < BOUND, "the ticker never went to sleep");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let hello = HelloSpec {
+            sni: Some("spin.test".into()),
+            ..HelloSpec::default()
+        }
+        .to_hello()
+        .unwrap();
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(policy.decide(&hello).map_err(|e| e.kind()));
+        });
+        match outcome.recv_timeout(BOUND) {
+            Ok(result) => assert_eq!(result.unwrap_err(), "timeout"),
+            Err(_) => panic!("an endless call started while the ticker slept ran for {BOUND:?}"),
+        }
     }
 
     #[test]
