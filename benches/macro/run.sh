@@ -9,6 +9,7 @@
 #
 #   benches/macro/run.sh   # env: DURATION=8 ROUNDS=2 SETUPS="1:32 2:50" IDLE=1000
 #                          #      BULK_GIB=1 BULK_REPEAT=3 SYSCALL_SECONDS=3 EDGE_YAML=
+#                          #      IDLE_WAKE_SECONDS=5
 #
 # Needs (Debian): nginx haproxy wrk curl python3 openssl strace; the edge
 # binary (target/release/hearth-wasm-edge, built if missing).
@@ -28,6 +29,8 @@
 #     system, irq, softirq, steal) minus the same download done directly, so
 #     kernel work done on a proxy's behalf counts;
 #   - idle RSS after start, and RSS per idle passthrough connection;
+#   - wake-ups of the idle proxy: context switches of all its threads
+#     (/proc/<pid>/task/*/status) per second over IDLE_WAKE_SECONDS;
 #   - terminate: CPU per new TLS connection of the edge terminating
 #     `hearth.test` (→ plain nginx) vs nginx terminating with the same
 #     certificate (edge.crt, ECDSA P-256).
@@ -69,6 +72,7 @@ AB_ROUNDS=${AB_ROUNDS:-12}     # alternated rounds of the A/B
 AB_SECONDS=${AB_SECONDS:-3}    # seconds per wrk run in the A/B
 AB_ONLY=${AB_ONLY:-}           # 1: stop after the A/B
 AB_BULK_ROUNDS=${AB_BULK_ROUNDS:-8}  # alternated 1 GiB downloads in the A/B (0: none)
+IDLE_WAKE_SECONDS=${IDLE_WAKE_SECONDS:-5}  # how long each idle proxy's wake-ups are counted
 PYTHON=/usr/bin/python3        # Debian's, stdlib only
 CERTS=$ROOT/tests/peers/certs
 
@@ -105,6 +109,7 @@ ticks() { # summed utime+stime of the given pids
 user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 machine_busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches:/ {s += $2} END {print s + 0}'; }
 CLK_TCK=$(getconf CLK_TCK)
 add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", a + b }'; }
 # One bulk download through $1 (a key of PORT); prints its speed (bytes/s)
@@ -258,6 +263,17 @@ done
 sleep 0.5
 declare -A RSS_IDLE
 for p in $PROXIES; do RSS_IDLE[$p]=$(rss_kib "${PID[$p]}"); done
+# Wake-ups of each idle proxy: context switches of all its threads over
+# IDLE_WAKE_SECONDS, after the edge's policy ticker has had its quiet second.
+declare -A WAKES_IDLE W0
+if [ -z "$AB_ONLY" ]; then
+    sleep 1.5
+    for p in $PROXIES; do W0[$p]=$(switches "${PID[$p]}"); done
+    sleep "$IDLE_WAKE_SECONDS"
+    for p in $PROXIES; do
+        WAKES_IDLE[$p]=$(awk -v a="${W0[$p]}" -v b="$(switches "${PID[$p]}")" -v s="$IDLE_WAKE_SECONDS" 'BEGIN { printf "%.1f", (b - a) / s }')
+    done
+fi
 HAPROXY_THREADS=$(awk '/^Threads:/ {print $2}' "/proc/${PID[haproxyN]}/status")
 
 # Sanity: every proxy passes the name through to nginx (nginx's cert, its body).
@@ -493,6 +509,7 @@ echo "| bulk download (MB/s) | ${BULK_MBS[edge]} | ${BULK_MBS[haproxy1]} | $(rat
 echo "| proxy CPU per GiB relayed (s) | ${BULK_CPU[edge]} | ${BULK_CPU[haproxy1]} | $(ratio "${BULK_CPU[edge]}" "${BULK_CPU[haproxy1]}") | ${BULK_CPU[haproxyN]} | $(ratio "${BULK_CPU[edge]}" "${BULK_CPU[haproxyN]}") | | |"
 echo "| whole-machine CPU per GiB beyond direct (s) | ${BULK_EXTRA[edge]} | ${BULK_EXTRA[haproxy1]} | $(ratio "${BULK_EXTRA[edge]}" "${BULK_EXTRA[haproxy1]}") | ${BULK_EXTRA[haproxyN]} | $(ratio "${BULK_EXTRA[edge]}" "${BULK_EXTRA[haproxyN]}") | ${BULK_MACHINE[direct]} (direct, total) | ≤ 0.5× |"
 echo "| idle RSS (MiB) | $(mib "${RSS_IDLE[edge]}") | $(mib "${RSS_IDLE[haproxy1]}") | $(ratio "${RSS_IDLE[edge]}" "${RSS_IDLE[haproxy1]}") | $(mib "${RSS_IDLE[haproxyN]}") | $(ratio "${RSS_IDLE[edge]}" "${RSS_IDLE[haproxyN]}") | | edge ≤ 20 MB |"
+echo "| wake-ups per second, idle (context switches, all threads) | ${WAKES_IDLE[edge]} | ${WAKES_IDLE[haproxy1]} | | ${WAKES_IDLE[haproxyN]} | | | |"
 echo "| RSS per idle passthrough connection (KiB) | ${RSS_PER_CONN[edge]} | ${RSS_PER_CONN[haproxy1]} | $(ratio "${RSS_PER_CONN[edge]}" "${RSS_PER_CONN[haproxy1]}") | | | | ≤ 10 KiB |"
 echo
 echo "Terminate (\`wrk -t1 -c32\`, \`Connection: close\`, ECDSA P-256 edge.crt; the edge forwards to a plain nginx, nginx answers itself):"
