@@ -50,6 +50,13 @@
 # each one's whole-machine CPU per GiB beyond that round's direct download
 # (per-GiB figures move by a tenth between whole runs). AB_ONLY=1 stops
 # after that.
+#
+# FLOOR=1 adds two floor relays to the same alternation (with or without
+# EDGE_B): `floor_relay epoll` and `floor_relay uring`
+# (benches/src/bin/floor_relay.rs), passthrough relays to the same nginx
+# that do nothing a relay could leave out (no parsing, policy, time-outs,
+# metrics), one waiting with epoll and one with io_uring: the least CPU a
+# user-space relay spends per connection and per GiB on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -72,6 +79,8 @@ AB_ROUNDS=${AB_ROUNDS:-12}     # alternated rounds of the A/B
 AB_SECONDS=${AB_SECONDS:-3}    # seconds per wrk run in the A/B
 AB_ONLY=${AB_ONLY:-}           # 1: stop after the A/B
 AB_BULK_ROUNDS=${AB_BULK_ROUNDS:-8}  # alternated 1 GiB downloads in the A/B (0: none)
+FLOOR=${FLOOR:-}               # 1: the floor relays join the A/B
+FLOOR_BIN=$ROOT/target/release/floor_relay
 IDLE_WAKE_SECONDS=${IDLE_WAKE_SECONDS:-5}  # how long each idle proxy's wake-ups are counted
 PYTHON=/usr/bin/python3        # Debian's, stdlib only
 CERTS=$ROOT/tests/peers/certs
@@ -80,6 +89,7 @@ need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || { echo "mis
 need nginx nginx; need haproxy haproxy; need wrk wrk; need curl curl; need strace strace
 [ -x "$PYTHON" ] || { echo "missing $PYTHON: apt-get install python3" >&2; exit 1; }
 [ -x "$EDGE_BIN" ] || cargo build --release -p hearth-wasm-edge
+[ -z "$FLOOR" ] || cargo build --release -p hearth-edge-benches --bin floor_relay
 ulimit -n "$(ulimit -Hn)"   # room for the idle connections (2 fds each per proxy)
 
 WORK=$(mktemp -d /tmp/hearth-bench.XXXXXX)
@@ -253,6 +263,18 @@ if [ -n "$EDGE_B" ]; then
     PIDS+=($!)
     wait_port "${PORT[edgeB]}"
 fi
+AB_TARGETS="edge${EDGE_B:+ edgeB}"
+if [ -n "$FLOOR" ]; then
+    for way in epoll uring; do
+        PORT[floor-$way]=$(free_port)
+        "$FLOOR_BIN" "$way" "127.0.0.1:${PORT[floor-$way]}" "127.0.0.1:$NGINX_PORT" 2> "$WORK/floor-$way.log" &
+        PID[floor-$way]=$!
+        PIDS+=($!)
+        wait_port "${PORT[floor-$way]}"
+        AB_TARGETS="$AB_TARGETS floor-$way"
+    done
+fi
+AB_TARGETS="$AB_TARGETS haproxy1"
 PORT[direct]=$NGINX_PORT
 PROXIES="edge haproxy1 haproxyN"
 declare -A LABEL=([edge]="edge (default config)" [haproxy1]="HAProxy nbthread 1" [haproxyN]="HAProxy default threads" [direct]="nginx direct")
@@ -281,39 +303,52 @@ for p in $PROXIES; do
     body=$(curl -sS --max-time 5 --cacert "$CERTS/ca.crt" --resolve "$NAME:${PORT[$p]}:127.0.0.1" "https://$NAME:${PORT[$p]}/small")
     [ "$body" = "hello from nginx" ] || { echo "$p does not pass $NAME through: '$body'" >&2; tail -20 "$WORK/$p.log" >&2; exit 1; }
 done
+for p in $AB_TARGETS; do
+    [[ $p == floor-* ]] || continue
+    body=$(curl -sS --max-time 5 --cacert "$CERTS/ca.crt" --resolve "$NAME:${PORT[$p]}:127.0.0.1" "https://$NAME:${PORT[$p]}/small")
+    [ "$body" = "hello from nginx" ] || { echo "$p does not relay to nginx: '$body'" >&2; exit 1; }
+done
 body=$(curl -sS --max-time 5 --cacert "$CERTS/ca.crt" --resolve "$APEX:$EDGE_PORT:127.0.0.1" "https://$APEX:$EDGE_PORT/small")
 [ "$body" = "hello from nginx" ] || { echo "the edge does not terminate $APEX: '$body'" >&2; exit 1; }
 
-# --- A/B: CPU per new connection of two edge binaries, alternated ---
-if [ -n "$EDGE_B" ]; then
+# --- A/B: CPU per new connection of two edge binaries (and the floor
+# relays), alternated ---
+if [ -n "$EDGE_B$FLOOR" ]; then
+    declare -A AB_LABEL=([edge]="edge" [edgeB]="edge B" [floor-epoll]="floor relay, epoll"
+        [floor-uring]="floor relay, io_uring" [haproxy1]="HAProxy nbthread 1")
     AB_ROWS=$WORK/ab.txt
     for round in $(seq 1 "$AB_ROUNDS"); do
         row=""
-        for p in edge edgeB haproxy1; do
+        for p in $AB_TARGETS; do
             t0=$(ticks "${PID[$p]}"); u0=$(user_ticks "${PID[$p]}")
             out=$(wrk -t1 -c32 -d "${AB_SECONDS}s" -s "$ROOT/benches/macro/resolve.lua" -H 'Connection: close' \
                 "https://$NAME:${PORT[$p]}/small")
             t1=$(ticks "${PID[$p]}"); u1=$(user_ticks "${PID[$p]}")
             n=$(awk '/ requests in / {print $1}' <<<"$out")
+            if grep -q 'Socket errors' <<<"$out"; then echo "A/B: through $p, $(grep 'Socket errors' <<<"$out")" >&2; fi
             row="$row $(awk -v t=$((t1 - t0)) -v u=$((u1 - u0)) -v n="$n" -v h="$CLK_TCK" \
                 'BEGIN { printf "%.2f %.2f", t / h / n * 1e6, u / h / n * 1e6 }')"
         done
         echo "$row" >> "$AB_ROWS"
-        echo "A/B round $round (µs per connection, total user for edge, edge B, HAProxy):$row" >&2
+        echo "A/B round $round (µs per connection, total user for $AB_TARGETS):$row" >&2
     done
+    ab_labels() { local p; for p in $AB_TARGETS; do printf '%s\t' "${AB_LABEL[$p]}"; done; }
     {
-    echo "A/B, $(date -u +%Y-%m-%dT%H:%MZ): edge = $EDGE_BIN, edge B = $EDGE_B; $AB_ROUNDS rounds of \`wrk -t1 -c32 -d${AB_SECONDS}s\` \`Connection: close\` each, alternated; medians:"
+    echo "A/B, $(date -u +%Y-%m-%dT%H:%MZ): edge = $EDGE_BIN${EDGE_B:+, edge B = $EDGE_B}; $AB_ROUNDS rounds of \`wrk -t1 -c32 -d${AB_SECONDS}s\` \`Connection: close\` each, alternated; medians (ratios: medians of the per-round ratios of the total):"
     echo
-    "$PYTHON" - "$AB_ROWS" <<'PY'
+    "$PYTHON" - "$AB_ROWS" "$(ab_labels)" <<'PY'
 import statistics, sys
 rows = [list(map(float, line.split())) for line in open(sys.argv[1]) if line.strip()]
-med = lambda xs: statistics.median(xs)
-print("| CPU per new connection | edge | edge B | HAProxy nbthread 1 | B ÷ edge | edge ÷ HAProxy | B ÷ HAProxy |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-for name, i in (("total (µs)", 0), ("user (µs)", 1)):
-    a, b, h = ([r[k + i] for r in rows] for k in (0, 2, 4))
-    ratio = lambda x, y: med([p / q for p, q in zip(x, y) if q > 0])
-    print(f"| {name} | {med(a):.1f} | {med(b):.1f} | {med(h):.1f} | {ratio(b, a):.3f}× | {ratio(a, h):.2f}× | {ratio(b, h):.2f}× |")
+labels = sys.argv[2].rstrip("\t").split("\t")
+med = statistics.median
+col = lambda k, i: [r[2 * k + i] for r in rows]
+ratio = lambda x, y: med([p / q for p, q in zip(x, y) if q > 0])
+edge, haproxy = col(0, 0), col(len(labels) - 1, 0)
+print("| CPU per new connection | total (µs) | user (µs) | ÷ edge | ÷ HAProxy nbthread 1 |")
+print("|---|---:|---:|---:|---:|")
+for k, name in enumerate(labels):
+    total, user = col(k, 0), col(k, 1)
+    print(f"| {name} | {med(total):.1f} | {med(user):.1f} | {ratio(total, edge):.3f}× | {ratio(total, haproxy):.2f}× |")
 PY
     echo
     } >> "$REPORT"
@@ -324,27 +359,28 @@ PY
         warm_bulk
         for round in $(seq 1 "$AB_BULK_ROUNDS"); do
             row=""
-            for p in direct edge edgeB haproxy1; do
+            for p in direct $AB_TARGETS; do
                 out=$(bulk_download "$p")
                 read -r _ busy <<<"$out"
                 row="$row $(awk -v d="$busy" -v h="$CLK_TCK" -v g="$BULK_GIB" 'BEGIN { printf "%.2f", d / h / g }')"
             done
             echo "$row" >> "$AB_BULK"
-            echo "A/B bulk round $round (machine s per GiB, direct, edge, edge B, HAProxy):$row" >&2
+            echo "A/B bulk round $round (machine s per GiB, direct $AB_TARGETS):$row" >&2
         done
         {
-        echo "A/B bulk: $AB_BULK_ROUNDS rounds of one ${BULK_GIB} GiB download each (direct, edge, edge B, HAProxy nbthread 1); whole-machine CPU per GiB beyond the same round's direct download, medians:"
+        echo "A/B bulk: $AB_BULK_ROUNDS rounds of one ${BULK_GIB} GiB download each (nginx directly, then each of the above); whole-machine CPU per GiB beyond the same round's direct download, medians:"
         echo
-        "$PYTHON" - "$AB_BULK" <<'PY'
+        "$PYTHON" - "$AB_BULK" "$(ab_labels)" <<'PY'
 import statistics, sys
 rows = [list(map(float, line.split())) for line in open(sys.argv[1]) if line.strip()]
+labels = sys.argv[2].rstrip("\t").split("\t")
 med = statistics.median
-extra = [[r[k] - r[0] for r in rows] for k in (1, 2, 3)]
+extra = [[r[k + 1] - r[0] for r in rows] for k in range(len(labels))]
 ratio = lambda x, y: med([p / q for p, q in zip(x, y) if q > 0])
-print("| whole-machine CPU per GiB beyond direct | edge | edge B | HAProxy nbthread 1 | B ÷ edge | edge ÷ HAProxy | B ÷ HAProxy |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-a, b, h = extra
-print(f"| seconds (direct: {med([r[0] for r in rows]):.2f}) | {med(a):.2f} | {med(b):.2f} | {med(h):.2f} | {ratio(b, a):.3f}× | {ratio(a, h):.2f}× | {ratio(b, h):.2f}× |")
+print(f"| whole-machine CPU per GiB beyond direct (direct: {med([r[0] for r in rows]):.2f} s) | seconds | ÷ edge | ÷ HAProxy nbthread 1 |")
+print("|---|---:|---:|---:|")
+for k, name in enumerate(labels):
+    print(f"| {name} | {med(extra[k]):.2f} | {ratio(extra[k], extra[0]):.3f}× | {ratio(extra[k], extra[-1]):.2f}× |")
 PY
         echo
         } >> "$REPORT"
