@@ -19,6 +19,7 @@ PACKAGES=(
     docker-compose                 # validates deploy/docker-compose.yaml (no engine needed)
     systemd                        # systemd-analyze: verifies deploy/systemd/*.service
     pebble                         # ACME test CA (pebble, pebble-challtestsrv)
+    iproute2                       # ip netns: the Fast Open test's own network namespace
 )
 
 step() { printf '\n=== %s\n' "$*"; }

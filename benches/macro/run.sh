@@ -57,6 +57,13 @@
 # that do nothing a relay could leave out (no parsing, policy, time-outs,
 # metrics), one waiting with epoll and one with io_uring: the least CPU a
 # user-space relay spends per connection and per GiB on this machine.
+#
+# TFO=1 measures TCP Fast Open towards the backend (root: it sets
+# net.ipv4.tcp_fastopen=3 for the run and restores it): nginx's TLS listener
+# gets `fastopen=256`, and the alternation gains the same edge binary with
+# `fast_open: true` on the backend ("edge, fast_open") and HAProxy nbthread
+# 1 with `tfo` on its server line ("HAProxy nbthread 1, tfo"). The report
+# adds the machine's Fast Open counters over the A/B.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -81,6 +88,7 @@ AB_ONLY=${AB_ONLY:-}           # 1: stop after the A/B
 AB_BULK_ROUNDS=${AB_BULK_ROUNDS:-8}  # alternated 1 GiB downloads in the A/B (0: none)
 FLOOR=${FLOOR:-}               # 1: the floor relays join the A/B
 FLOOR_BIN=$ROOT/target/release/floor_relay
+TFO=${TFO:-}                   # 1: Fast Open to the backend joins the A/B
 IDLE_WAKE_SECONDS=${IDLE_WAKE_SECONDS:-5}  # how long each idle proxy's wake-ups are counted
 PYTHON=/usr/bin/python3        # Debian's, stdlib only
 CERTS=$ROOT/tests/peers/certs
@@ -95,12 +103,21 @@ ulimit -n "$(ulimit -Hn)"   # room for the idle connections (2 fds each per prox
 WORK=$(mktemp -d /tmp/hearth-bench.XXXXXX)
 REPORT=$WORK/report.md          # the tables, printed at the end
 PIDS=()
+TFO_SYSCTL=/proc/sys/net/ipv4/tcp_fastopen
+TFO_BEFORE=$(cat "$TFO_SYSCTL")
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$WORK"
+    [ -z "$TFO" ] || echo "$TFO_BEFORE" > "$TFO_SYSCTL"
 }
 trap cleanup EXIT
+# Fast Open: client and server side (bits 1 and 2) for this run.
+[ -z "$TFO" ] || echo 3 > "$TFO_SYSCTL"
+fast_open_counters() { # SYNs with data sent and accepted, machine-wide
+    awk '/^TcpExt:/ { if (!n) { for (i = 1; i <= NF; i++) k[i] = $i; n = 1 } else for (i = 1; i <= NF; i++) v[k[i]] = $i }
+        END { print v["TCPFastOpenActive"] + 0, v["TCPFastOpenPassive"] + 0 }' /proc/net/netstat
+}
 
 free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # Waits (bounded: 15 s) until something accepts on 127.0.0.1:$1.
@@ -159,7 +176,7 @@ http {
     keepalive_requests 1000000;
     root $WORK/nginx/www;
     server {
-        listen 127.0.0.1:$NGINX_PORT ssl;
+        listen 127.0.0.1:$NGINX_PORT ssl${TFO:+ fastopen=256};
         ssl_certificate $CERTS/turn.crt;
         ssl_certificate_key $CERTS/turn.key;
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -226,8 +243,8 @@ PIDS+=($EDGE_PID)
 # --- HAProxy: TCP mode, SNI from the buffered hello, same backend; one at
 # nbthread 1, one at its default thread count (one per core) ---
 declare -A PID PORT
-start_haproxy() { # name, nbthread line
-    local name=$1 threads=$2 port
+start_haproxy() { # name, nbthread line[, server options]
+    local name=$1 threads=$2 server=${3:-} port
     port=$(free_port)
     cat > "$WORK/$name.cfg" <<CONF
 global
@@ -244,7 +261,7 @@ frontend tls_in
     tcp-request content accept if { req.ssl_hello_type 1 }
     use_backend turn if { req.ssl_sni -i $NAME }
 backend turn
-    server nginx 127.0.0.1:$NGINX_PORT
+    server nginx 127.0.0.1:$NGINX_PORT $server
 CONF
     haproxy -f "$WORK/$name.cfg" -db 2> "$WORK/$name.log" &
     PID[$name]=$!
@@ -273,6 +290,19 @@ if [ -n "$FLOOR" ]; then
         wait_port "${PORT[floor-$way]}"
         AB_TARGETS="$AB_TARGETS floor-$way"
     done
+fi
+if [ -n "$TFO" ]; then
+    PORT[edge-tfo]=$(free_port)
+    sed -e "s/^listen: .*/listen: \"127.0.0.1:${PORT[edge-tfo]}\"/" \
+        -e "s/^  turn: .*/  turn: { addr: \"127.0.0.1:$NGINX_PORT\", fast_open: true }/" \
+        "$WORK/edge.yaml" > "$WORK/edge-tfo.yaml"
+    "$EDGE_BIN" --config "$WORK/edge-tfo.yaml" 2> "$WORK/edge-tfo.log" &
+    PID[edge-tfo]=$!
+    PIDS+=($!)
+    wait_port "${PORT[edge-tfo]}"
+    start_haproxy haproxy1-tfo "nbthread 1" tfo
+    wait_port "${PORT[haproxy1-tfo]}"
+    AB_TARGETS="$AB_TARGETS edge-tfo haproxy1-tfo"
 fi
 AB_TARGETS="$AB_TARGETS haproxy1"
 PORT[direct]=$NGINX_PORT
@@ -304,7 +334,7 @@ for p in $PROXIES; do
     [ "$body" = "hello from nginx" ] || { echo "$p does not pass $NAME through: '$body'" >&2; tail -20 "$WORK/$p.log" >&2; exit 1; }
 done
 for p in $AB_TARGETS; do
-    [[ $p == floor-* ]] || continue
+    [[ " $PROXIES " == *" $p "* ]] && continue
     body=$(curl -sS --max-time 5 --cacert "$CERTS/ca.crt" --resolve "$NAME:${PORT[$p]}:127.0.0.1" "https://$NAME:${PORT[$p]}/small")
     [ "$body" = "hello from nginx" ] || { echo "$p does not relay to nginx: '$body'" >&2; exit 1; }
 done
@@ -313,10 +343,12 @@ body=$(curl -sS --max-time 5 --cacert "$CERTS/ca.crt" --resolve "$APEX:$EDGE_POR
 
 # --- A/B: CPU per new connection of two edge binaries (and the floor
 # relays), alternated ---
-if [ -n "$EDGE_B$FLOOR" ]; then
+if [ -n "$EDGE_B$FLOOR$TFO" ]; then
     declare -A AB_LABEL=([edge]="edge" [edgeB]="edge B" [floor-epoll]="floor relay, epoll"
-        [floor-uring]="floor relay, io_uring" [haproxy1]="HAProxy nbthread 1")
+        [floor-uring]="floor relay, io_uring" [edge-tfo]="edge, fast_open"
+        [haproxy1-tfo]="HAProxy nbthread 1, tfo" [haproxy1]="HAProxy nbthread 1")
     AB_ROWS=$WORK/ab.txt
+    read -r TFO_ACTIVE0 TFO_PASSIVE0 < <(fast_open_counters)
     for round in $(seq 1 "$AB_ROUNDS"); do
         row=""
         for p in $AB_TARGETS; do
@@ -326,11 +358,11 @@ if [ -n "$EDGE_B$FLOOR" ]; then
             t1=$(ticks "${PID[$p]}"); u1=$(user_ticks "${PID[$p]}")
             n=$(awk '/ requests in / {print $1}' <<<"$out")
             if grep -q 'Socket errors' <<<"$out"; then echo "A/B: through $p, $(grep 'Socket errors' <<<"$out")" >&2; fi
-            row="$row $(awk -v t=$((t1 - t0)) -v u=$((u1 - u0)) -v n="$n" -v h="$CLK_TCK" \
-                'BEGIN { printf "%.2f %.2f", t / h / n * 1e6, u / h / n * 1e6 }')"
+            row="$row $(awk -v t=$((t1 - t0)) -v u=$((u1 - u0)) -v n="$n" -v h="$CLK_TCK" -v s="$AB_SECONDS" \
+                'BEGIN { printf "%.2f %.2f %.0f", t / h / n * 1e6, u / h / n * 1e6, n / s }')"
         done
         echo "$row" >> "$AB_ROWS"
-        echo "A/B round $round (µs per connection, total user for $AB_TARGETS):$row" >&2
+        echo "A/B round $round (µs per connection total, user, conn/s for $AB_TARGETS):$row" >&2
     done
     ab_labels() { local p; for p in $AB_TARGETS; do printf '%s\t' "${AB_LABEL[$p]}"; done; }
     {
@@ -341,16 +373,23 @@ import statistics, sys
 rows = [list(map(float, line.split())) for line in open(sys.argv[1]) if line.strip()]
 labels = sys.argv[2].rstrip("\t").split("\t")
 med = statistics.median
-col = lambda k, i: [r[2 * k + i] for r in rows]
+col = lambda k, i: [r[3 * k + i] for r in rows]
 ratio = lambda x, y: med([p / q for p, q in zip(x, y) if q > 0])
-edge, haproxy = col(0, 0), col(len(labels) - 1, 0)
-print("| CPU per new connection | total (µs) | user (µs) | ÷ edge | ÷ HAProxy nbthread 1 |")
-print("|---|---:|---:|---:|---:|")
+last = len(labels) - 1
+edge, haproxy, haproxy_rate = col(0, 0), col(last, 0), col(last, 2)
+print("| CPU per new connection | total (µs) | user (µs) | ÷ edge | ÷ HAProxy nbthread 1 | new conn/s | ÷ HAProxy nbthread 1 |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 for k, name in enumerate(labels):
-    total, user = col(k, 0), col(k, 1)
-    print(f"| {name} | {med(total):.1f} | {med(user):.1f} | {ratio(total, edge):.3f}× | {ratio(total, haproxy):.2f}× |")
+    total, user, rate = col(k, 0), col(k, 1), col(k, 2)
+    print(f"| {name} | {med(total):.1f} | {med(user):.1f} | {ratio(total, edge):.3f}× | {ratio(total, haproxy):.2f}× "
+          f"| {med(rate):.0f} | {ratio(rate, haproxy_rate):.2f}× |")
 PY
     echo
+    if [ -n "$TFO" ]; then
+        read -r a1 p1 < <(fast_open_counters)
+        echo "Fast Open over the A/B (whole machine, \`/proc/net/netstat\`): $((a1 - TFO_ACTIVE0)) SYNs with data accepted by the backend (TCPFastOpenActive), $((p1 - TFO_PASSIVE0)) accepted by nginx (TCPFastOpenPassive)."
+        echo
+    fi
     } >> "$REPORT"
     # Then the same alternation for a relayed GiB: whole-machine CPU of one
     # download through each, minus the direct download of the same round.

@@ -168,6 +168,9 @@ pub struct Backend {
     pub proxy_protocol_v2: bool,
     /// ALPN offered to clients when terminating for this backend.
     pub alpn: Vec<String>,
+    /// Passthrough: the PROXY header and hello ride in the SYN (TCP Fast
+    /// Open) once the kernel holds the backend's cookie.
+    pub fast_open: bool,
 }
 
 /// `tls`.

@@ -44,6 +44,8 @@ pub struct Pool {
     members: RwLock<Arc<Vec<Arc<Member>>>>,
     next: AtomicUsize,
     epoch: Instant,
+    /// Relays offer their first bytes to TCP Fast Open.
+    fast_open: bool,
 }
 
 /// One resolved address of a pool.
@@ -65,15 +67,37 @@ pub struct Member {
 /// is known by the socket turning writable without an error condition, so
 /// the kernel is asked for the socket's error (`SO_ERROR`) only when it
 /// failed.
-async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+///
+/// With `early` bytes the socket asks for TCP Fast Open
+/// (`TCP_FASTOPEN_CONNECT`): when the kernel holds a cookie from this
+/// backend the connect is deferred and the first send carries the bytes in
+/// the SYN; otherwise the SYN asks for a cookie and nothing is sent early.
+/// Either way the connect is confirmed (the SYN-ACK came) before this
+/// returns, so a refusing member is still retried with nothing lost.
+/// Returns how many of `early` were sent.
+async fn connect(addr: SocketAddr, early: Option<&[u8]>) -> io::Result<(TcpStream, usize)> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM.nonblocking().cloexec(),
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_tcp_nodelay(true)?;
+    if early.is_some() {
+        set_fast_open_connect(&socket)?;
+    }
+    let mut sent = 0;
     match socket.connect(&addr.into()) {
-        Ok(()) => {}
+        // Deferred by Fast Open: this send puts out the SYN with the bytes.
+        Ok(()) => {
+            if let Some(bytes) = early {
+                sent = match socket.send_with_flags(bytes, libc::MSG_NOSIGNAL) {
+                    Ok(n) => n,
+                    Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => 0,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(e) => return Err(e),
+                };
+            }
+        }
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(e) => return Err(e),
     }
@@ -86,7 +110,31 @@ async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
             .take_error()?
             .unwrap_or_else(|| io::Error::from(io::ErrorKind::ConnectionRefused)));
     }
-    Ok(stream)
+    Ok((stream, sent))
+}
+
+/// Turns on `TCP_FASTOPEN_CONNECT` (Linux 4.11+), which neither socket2
+/// nor rustix wraps.
+#[allow(unsafe_code)]
+fn set_fast_open_connect(socket: &socket2::Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: the descriptor is open for `socket`'s lifetime, and the
+    // option value is a live `c_int` whose size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_FASTOPEN_CONNECT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// How one attempt of [`Pool::try_members`] on one member ended; `R` is
@@ -188,6 +236,7 @@ impl Pool {
             members: RwLock::new(Arc::new(members)),
             next: AtomicUsize::new(0),
             epoch: Instant::now(),
+            fast_open: backend.fast_open,
         }
     }
 
@@ -284,14 +333,6 @@ impl Pool {
         chosen.cloned()
     }
 
-    /// Connects to `member` within `timeout`, recording the outcome for
-    /// passive ejection (for a relay, a connect is the member's success).
-    pub async fn dial(&self, member: &Member, timeout: Duration) -> Result<TcpStream, ConnError> {
-        let stream = self.dial_only(member, timeout).await?;
-        self.succeeded(member);
-        Ok(stream)
-    }
-
     /// Connects to `member` within `timeout`, counting only a failure: the
     /// HTTP mode counts the exchange that follows (a member that accepts
     /// connections and answers 503 is failing).
@@ -300,8 +341,21 @@ impl Pool {
         member: &Member,
         timeout: Duration,
     ) -> Result<TcpStream, ConnError> {
-        let result = match tokio::time::timeout(timeout, connect(member.addr)).await {
-            Ok(Ok(stream)) => Ok(stream),
+        self.dial_sending(member, timeout, None)
+            .await
+            .map(|(stream, _)| stream)
+    }
+
+    /// [`Pool::dial_only`], with `early` bytes offered to Fast Open;
+    /// returns how many of them were sent.
+    async fn dial_sending(
+        &self,
+        member: &Member,
+        timeout: Duration,
+        early: Option<&[u8]>,
+    ) -> Result<(TcpStream, usize), ConnError> {
+        let result = match tokio::time::timeout(timeout, connect(member.addr, early)).await {
+            Ok(Ok(dialled)) => Ok(dialled),
             Ok(Err(source)) => Err(ConnError::Dial {
                 addr: member.addr.to_string(),
                 source,
@@ -318,11 +372,22 @@ impl Pool {
     }
 
     /// Picks and dials, trying the next member when a connect fails (nothing
-    /// has been sent yet), until one connects or every member was tried.
-    pub async fn connect(&self, timeout: Duration) -> Result<(TcpStream, Lease), ConnError> {
+    /// has been sent yet), until one connects or every member was tried; a
+    /// connect is the member's success (for a relay). `early` is what the
+    /// caller writes first: with the backend's `fast_open` it may go in the
+    /// SYN, and how much of it did is returned.
+    pub async fn connect(
+        &self,
+        timeout: Duration,
+        early: &[u8],
+    ) -> Result<(TcpStream, Lease, usize), ConnError> {
+        let early = (self.fast_open && !early.is_empty()).then_some(early);
         self.try_members(true, (), |member, lease, ()| async move {
-            match self.dial(&member, timeout).await {
-                Ok(stream) => Step::Done(Ok((stream, lease))),
+            match self.dial_sending(&member, timeout, early).await {
+                Ok((stream, sent)) => {
+                    self.succeeded(&member);
+                    Step::Done(Ok((stream, lease, sent)))
+                }
                 Err(error) => Step::DialFailed(error, ()),
             }
         })

@@ -171,6 +171,10 @@ pub struct RawBackend {
     pub proxy_protocol: RawProxyProtocol,
     /// ALPN offered when the edge terminates TLS for this backend.
     pub alpn: Option<Vec<Alpn>>,
+    /// Send a passthrough connection's first bytes in the SYN (TCP Fast
+    /// Open); only where the backend's listener enables it.
+    #[serde(default)]
+    pub fast_open: bool,
 }
 
 /// `backends.*.proxy_protocol`.

@@ -212,6 +212,7 @@ fn backends(
             pool,
             proxy_protocol_v2: b.proxy_protocol == RawProxyProtocol::V2,
             alpn,
+            fast_open: b.fast_open,
         };
         backends.insert(name, backend);
     }

@@ -2,7 +2,8 @@
 //! The backend is dialled through its pool (`upstream.rs`, trying the next
 //! member when one refuses), then
 //! - passthrough: the backend terminates TLS; the optional PROXY v2 header
-//!   and the ClientHello bytes exactly as read go first, in one write;
+//!   and the ClientHello bytes exactly as read go first, in one write (in
+//!   the SYN itself with the backend's `fast_open` and a cookie);
 //! - terminate: TLS ends here (`tls/handshake.rs`); the optional PROXY v2
 //!   header goes first, then plaintext.
 //!
@@ -88,7 +89,6 @@ pub async fn run(
         ),
         Mode::Passthrough => None,
     };
-    let (mut backend, _lease) = dial(shared, name).await?;
     let header = proxy.map(|(source, local)| proxy_protocol::header_v2(source, local));
 
     let relayed = match tls {
@@ -101,8 +101,9 @@ pub async fn run(
                 }
                 None => hello,
             };
+            let (mut backend, _lease, sent) = dial(shared, name, &first).await?;
             backend
-                .write_all(&first)
+                .write_all(&first[sent..])
                 .await
                 .map_err(ConnError::BackendIo)?;
             // The hello's memory is freed before the relay starts.
@@ -114,6 +115,7 @@ pub async fn run(
         // Boxed: the TLS stream's state would otherwise size every
         // connection's task, passthrough ones included.
         Some(tls) => {
+            let (mut backend, _lease, _) = dial(shared, name, &[]).await?;
             Box::pin(async {
                 // The handshake gets as long as the hello had.
                 let (stream, tls) = handshake::accept(
@@ -142,14 +144,21 @@ pub async fn run(
 
 /// Connects to backend `name` through its pool, timing the dial. The
 /// lease is held for the connection's life: least-connections counts it.
-pub async fn dial(shared: &Shared, name: &str) -> Result<(TcpStream, Lease), ConnError> {
+/// `first` is what the caller writes first; the count returned of it went
+/// in the SYN already (the backend's `fast_open`), the rest is the
+/// caller's to write.
+pub async fn dial(
+    shared: &Shared,
+    name: &str,
+    first: &[u8],
+) -> Result<(TcpStream, Lease, usize), ConnError> {
     let pool = shared
         .upstreams
         .get(name)
         .ok_or_else(|| ConnError::NoPool(name.to_owned()))?;
     let dial_start = Instant::now();
     let dialled = pool
-        .connect(shared.config.limits.backend_dial_timeout)
+        .connect(shared.config.limits.backend_dial_timeout, first)
         .await?;
     shared.metrics.dial_latency(name, dial_start.elapsed());
     Ok(dialled)

@@ -161,15 +161,15 @@ pub async fn relay<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut upstream, _lease) = backend_relay::dial(shared, &backend.name).await?;
     let sent = first.len() as u64;
     let mut head = proxy.map_or_else(Vec::new, |(source, local)| {
         proxy_protocol::header_v2(source, local)
     });
     head.extend_from_slice(&first);
     drop(first);
+    let (mut upstream, _lease, early) = backend_relay::dial(shared, &backend.name, &head).await?;
     upstream
-        .write_all(&head)
+        .write_all(&head[early..])
         .await
         .map_err(ConnError::BackendIo)?;
     drop(head);

@@ -26,6 +26,7 @@ fn backend(addrs: &[SocketAddr], balance: Balance, eject: Eject) -> Backend {
         },
         proxy_protocol_v2: false,
         alpn: vec!["http/1.1".to_owned()],
+        fast_open: false,
     }
 }
 
@@ -121,7 +122,7 @@ async fn connect_skips_a_dead_member_and_reaches_the_live_one() {
         eject(1, Duration::from_secs(60)),
     )));
     for _ in 0..4 {
-        let (stream, lease) = pool.connect(DIAL).await.expect("a live member");
+        let (stream, lease, _) = pool.connect(DIAL, &[]).await.expect("a live member");
         assert_eq!(stream.peer_addr().unwrap(), live_addr);
         assert_eq!(lease.member().addr, live_addr);
         let _ = live.accept().await.unwrap();

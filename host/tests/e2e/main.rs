@@ -37,6 +37,9 @@
 //! - `stealth_turn`: TURN on the website's name (a route set's
 //!   `stun_backend`): Allocate over TLS, PROXY v2 to coturn, probes answered
 //!   as the website, Chromium's relay candidate in both TURN modes.
+//! - `fast_open`: TCP Fast Open to a backend (nginx `fastopen`) in a
+//!   network namespace of its own: the hello in the SYN only where
+//!   configured, a refused first member leaves it whole for the next.
 //! - `relay`: the bytes copied after the hello, through passthrough and
 //!   terminate: large random streams both ways, half-close either way,
 //!   1,000 relays at once, a backend killed mid-stream, the byte counters.
@@ -53,6 +56,7 @@ mod capture;
 mod certs;
 mod config;
 mod deploy;
+mod fast_open;
 mod handlers;
 mod hostile;
 mod http_mode;

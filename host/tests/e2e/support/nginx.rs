@@ -70,12 +70,13 @@ impl Nginx {
     }
 }
 
-/// The generated nginx.conf: everything nginx writes stays under `dir`.
-fn config(dir: &TempDir, pb_port: u16, lk_port: u16, ws_echo: SocketAddr) -> String {
+/// The start of a test's nginx.conf: one process (killing it, the test's
+/// `Peer` drop, leaves no orphaned workers), everything it writes under
+/// `dir`, and the `http` block opened for the caller's servers.
+pub fn conf_head(dir: &TempDir) -> String {
     let d = dir.path().display();
     format!(
-        r#"# One process: killing it (the test's Peer drop) leaves no orphaned workers.
-master_process off;
+        r#"master_process off;
 pid {d}/nginx.pid;
 error_log stderr notice;
 events {{ worker_connections 512; }}
@@ -86,7 +87,15 @@ http {{
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
     default_type text/plain;
-    server {{
+"#
+    )
+}
+
+/// The generated nginx.conf: everything nginx writes stays under `dir`.
+fn config(dir: &TempDir, pb_port: u16, lk_port: u16, ws_echo: SocketAddr) -> String {
+    let d = dir.path().display();
+    format!(
+        r#"{head}    server {{
         listen 127.0.0.1:{pb_port};
         access_log {d}/pocketbase.access.log;
         location / {{ return 200 "{pb}"; }}
@@ -105,6 +114,7 @@ http {{
     }}
 }}
 "#,
+        head = conf_head(dir),
         pb = POCKETBASE_BODY.escape_default(),
         lk = LIVEKIT_BODY.escape_default(),
     )

@@ -249,10 +249,11 @@ impl Drop for Peer {
     }
 }
 
-/// Whether `pid` has an fd on a TCP socket in LISTEN on 127.0.0.1:`port`.
+/// Whether `pid` has an fd on a TCP socket in LISTEN on 127.0.0.1:`port`
+/// (in `pid`'s network namespace, which may be a test's own).
 fn listening_inode(pid: u32, port: u16) -> bool {
     const TCP_LISTEN: &str = "0A";
-    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+    let Ok(table) = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")) else {
         return false;
     };
     let wanted = format!("0100007F:{port:04X}");
