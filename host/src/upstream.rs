@@ -82,9 +82,8 @@ async fn connect(addr: SocketAddr, early: Option<&[u8]>) -> io::Result<(TcpStrea
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_tcp_nodelay(true)?;
-    if early.is_some() {
-        set_fast_open_connect(&socket)?;
-    }
+    // A kernel without the option dials as without `fast_open`.
+    let early = early.filter(|_| set_fast_open_connect(&socket).is_ok());
     let mut sent = 0;
     match socket.connect(&addr.into()) {
         // Deferred by Fast Open: this send puts out the SYN with the bytes.
