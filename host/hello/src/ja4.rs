@@ -42,8 +42,12 @@ pub(crate) fn fingerprint(input: &Ja4Input<'_>) -> String {
 
     // One scratch list and one scratch text serve both hashes; a value
     // takes four hex digits and a comma.
-    let mut sorted: Vec<u16> = Vec::with_capacity(input.extensions.len());
-    let mut text: Vec<u8> = Vec::with_capacity(5 * input.extensions.len() + 8);
+    let longest = input
+        .cipher_suites
+        .len()
+        .max(input.extensions.len() + input.signature_algorithms.len());
+    let mut sorted: Vec<u16> = Vec::with_capacity(longest);
+    let mut text: Vec<u8> = Vec::with_capacity(5 * longest + 1);
 
     out.push('_');
     sorted.extend_from_slice(input.cipher_suites);
@@ -127,13 +131,10 @@ fn hex_digit(nibble: u8) -> char {
 /// once per list per connection, so it writes digits directly rather than
 /// through `fmt`.
 fn push_hex_list(text: &mut Vec<u8>, values: &[u16]) {
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            text.push(b',');
-        }
-        for shift in [12, 8, 4, 0] {
-            text.push(HEX_DIGITS[usize::from((v >> shift) & 0x0f)]);
-        }
+    let digit = |v: u16, shift: u16| HEX_DIGITS[usize::from((v >> shift) & 0x0f)];
+    for (i, &v) in values.iter().enumerate() {
+        let item = [b',', digit(v, 12), digit(v, 8), digit(v, 4), digit(v, 0)];
+        text.extend_from_slice(if i == 0 { &item[1..] } else { &item });
     }
 }
 

@@ -107,11 +107,16 @@ fn u16_list(bytes: &[u8], field: &'static str) -> Result<Vec<u16>, HelloError> {
     if bytes.is_empty() || !bytes.len().is_multiple_of(2) {
         return Err(HelloError::Malformed(field));
     }
-    Ok(bytes
-        .chunks_exact(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]))
-        .filter(|v| !is_grease(*v))
-        .collect())
+    // Sized up front: collecting through the filter grew the list one
+    // reallocation at a time.
+    let mut list = Vec::with_capacity(bytes.len() / 2);
+    list.extend(
+        bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .filter(|v| !is_grease(*v)),
+    );
+    Ok(list)
 }
 
 // === parse_client_hello ===
@@ -338,7 +343,7 @@ fn key_share(data: &[u8]) -> Result<Vec<u16>, HelloError> {
     let list = e.vec16(FIELD)?;
     e.finish(FIELD)?;
     let mut l = Cursor::new(list);
-    let mut groups = Vec::new();
+    let mut groups = Vec::with_capacity(2);
     while !l.is_empty() {
         let group = l.u16(FIELD)?;
         if l.vec16(FIELD)?.is_empty() {

@@ -29,8 +29,19 @@ pub struct Reader {
 #[derive(Debug)]
 enum State {
     Reading,
-    Done(ClientHello),
+    /// The hello was returned; it is parsed again from here if asked for again, so the
+    /// first (and, on the edge, only) answer moves it out without a copy.
+    Done(Message),
     Failed(HelloError),
+}
+
+/// Where the complete ClientHello message lies.
+#[derive(Debug, Clone)]
+enum Message {
+    /// In one record, in place: `buf[range]`.
+    InRecord(std::ops::Range<usize>),
+    /// Gathered from several records: `handshake[..len]`.
+    Gathered(usize),
 }
 
 /// TLSPlaintext header: type (1), legacy_record_version (2), length (2).
@@ -70,24 +81,35 @@ impl Reader {
     pub fn push(&mut self, data: &[u8]) -> Result<Option<ClientHello>, HelloError> {
         match &self.state {
             State::Reading => {}
-            State::Done(hello) => {
+            State::Done(message) => {
+                let message = message.clone();
                 self.buf.extend_from_slice(data);
-                return Ok(Some(hello.clone()));
+                return self.parse(&message).map(Some);
             }
             State::Failed(e) => return Err(e.clone()),
         }
         self.buf.extend_from_slice(data);
-        match self.advance() {
-            Ok(None) => Ok(None),
-            Ok(Some(hello)) => {
-                self.handshake = Vec::new();
-                self.state = State::Done(hello.clone());
-                Ok(Some(hello))
+        let parsed = match self.advance() {
+            Ok(None) => return Ok(None),
+            Ok(Some(message)) => {
+                let parsed = self.parse(&message);
+                if parsed.is_ok() {
+                    self.state = State::Done(message);
+                }
+                parsed
             }
-            Err(e) => {
-                self.state = State::Failed(e.clone());
-                Err(e)
-            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &parsed {
+            self.state = State::Failed(e.clone());
+        }
+        parsed.map(Some)
+    }
+
+    fn parse(&self, message: &Message) -> Result<ClientHello, HelloError> {
+        match message {
+            Message::InRecord(range) => parse_client_hello(&self.buf[range.clone()]),
+            Message::Gathered(len) => parse_client_hello(&self.handshake[..*len]),
         }
     }
 
@@ -113,8 +135,9 @@ impl Reader {
         }
     }
 
-    /// Consumes every complete record; returns the hello once its last byte is in.
-    fn advance(&mut self) -> Result<Option<ClientHello>, HelloError> {
+    /// Consumes every complete record; returns where the hello's message lies once its
+    /// last byte is in.
+    fn advance(&mut self) -> Result<Option<Message>, HelloError> {
         loop {
             let start = self.next_record;
             let Some(header) = self.buf[start..].first_chunk::<RECORD_HEADER_LEN>() else {
@@ -145,7 +168,8 @@ impl Reader {
             {
                 let msg_len = self.check_handshake_header(hs, end, payload.len())?;
                 if payload.len() >= msg_len {
-                    return parse_client_hello(&payload[..msg_len]).map(Some);
+                    let from = start + RECORD_HEADER_LEN;
+                    return Ok(Some(Message::InRecord(from..from + msg_len)));
                 }
             }
             self.handshake.extend_from_slice(payload);
@@ -154,7 +178,7 @@ impl Reader {
                     let hs = *hs;
                     let msg_len = self.check_handshake_header(&hs, end, self.handshake.len())?;
                     if self.handshake.len() >= msg_len {
-                        return parse_client_hello(&self.handshake[..msg_len]).map(Some);
+                        return Ok(Some(Message::Gathered(msg_len)));
                     }
                 }
                 None => {
@@ -192,7 +216,7 @@ impl Reader {
     }
 
     /// Nothing complete yet: fine unless the bytes so far already reach the limit.
-    fn need_more(&self) -> Result<Option<ClientHello>, HelloError> {
+    fn need_more(&self) -> Result<Option<Message>, HelloError> {
         if self.buf.len() >= self.max_bytes {
             return Err(self.too_large());
         }
