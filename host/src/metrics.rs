@@ -366,8 +366,7 @@ impl Metrics {
     /// Counts what was done with a connection: `action` is `passthrough`,
     /// `terminate` or `reject`; `backend` is empty for rejections.
     pub fn decision(&self, action: &str, backend: &str) {
-        self.decisions
-            .add((action.to_owned(), backend.to_owned()), 1);
+        self.decisions.add_pair(action, backend, 1);
     }
 
     /// Records how long the policy took to decide.
@@ -382,8 +381,8 @@ impl Metrics {
 
     /// Adds a finished relay's bytes to its backend.
     pub fn relayed(&self, backend: &str, up: u64, down: u64) {
-        self.relayed.add((backend.to_owned(), "up"), up);
-        self.relayed.add((backend.to_owned(), "down"), down);
+        self.relayed.add_pair(backend, "up", up);
+        self.relayed.add_pair(backend, "down", down);
     }
 
     /// Records a successful dial's latency.
@@ -430,23 +429,21 @@ impl Metrics {
     /// Counts a handler request that got no answer: `trap`, `timeout`,
     /// `memory`, `busy` or `no_answer`.
     pub fn handler_failure(&self, handler: &str, kind: &'static str) {
-        self.handler_failures
-            .add((handler.to_owned(), kind.to_owned()), 1);
+        self.handler_failures.add_pair(handler, kind, 1);
     }
 
     /// Counts an outgoing request of a handler: `ok`, `refused`, `timeout`
     /// or `error`.
     pub fn handler_outbound(&self, handler: &str, result: &'static str) {
-        self.handler_outbound
-            .add((handler.to_owned(), result.to_owned()), 1);
+        self.handler_outbound.add_pair(handler, result, 1);
     }
 
     /// Counts a finished TURN relay of route set `routes`: its bytes
     /// (plaintext) and how long it lasted.
     pub fn turn_relay(&self, routes: &str, up: u64, down: u64, took: Duration) {
         self.turn_relays.add_str(routes, 1);
-        self.turn_bytes.add((routes.to_owned(), "up"), up);
-        self.turn_bytes.add((routes.to_owned(), "down"), down);
+        self.turn_bytes.add_pair(routes, "up", up);
+        self.turn_bytes.add_pair(routes, "down", down);
         observe_by_label(&self.turn_duration, routes, TURN_SECONDS, took);
     }
 
@@ -641,6 +638,24 @@ impl Labelled<String> {
         }
         drop(map);
         self.add(label.to_owned(), n);
+    }
+}
+
+impl<B: LabelKey> Labelled<(String, B)> {
+    /// Like `add`, without allocating when the pair is already counted: a
+    /// look through at most [`MAX_LABELS`] pairs costs less than the copies
+    /// of the names a new key takes.
+    fn add_pair<S: PartialEq<B> + Into<B>>(&self, first: &str, second: S, n: u64) {
+        let mut map = lock(&self.0);
+        let counted = map
+            .iter_mut()
+            .find_map(|((a, b), count)| (a == first && second == *b).then_some(count));
+        if let Some(count) = counted {
+            *count += n;
+            return;
+        }
+        drop(map);
+        self.add((first.to_owned(), second.into()), n);
     }
 }
 

@@ -42,6 +42,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use rustls::ServerConfig;
@@ -325,6 +326,37 @@ impl Edge {
         let _ = tokio::time::timeout(CLOSE_GRACE, limiter.acquire_many(all)).await;
         Drained { closed: open }
     }
+}
+
+/// Completes once `closing` turns true (the shutdown drain ran out) or its
+/// sender is gone: what a connection's task races its work against.
+///
+/// The task is polled a dozen times in a short connection's life, and a
+/// waiting `watch` future polled again re-registers its waker under the
+/// channel's lock; this one registers once per waker and otherwise only
+/// reads the value.
+pub(crate) async fn drain_end(closing: watch::Receiver<bool>) {
+    let peek = closing.clone();
+    let mut closing = closing;
+    let wait = closing.wait_for(|c| *c);
+    tokio::pin!(wait);
+    let mut registered: Option<Waker> = None;
+    std::future::poll_fn(|cx| {
+        if *peek.borrow() || peek.has_changed().is_err() {
+            return Poll::Ready(());
+        }
+        if registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
+        match wait.as_mut().poll(cx) {
+            Poll::Ready(_) => Poll::Ready(()),
+            Poll::Pending => {
+                registered = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    })
+    .await;
 }
 
 // === impl Shared ===

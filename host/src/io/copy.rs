@@ -135,14 +135,20 @@ where
     let mut down = Pipe::new();
     let end = {
         let copy = poll_fn(|cx| {
-            let up_done = up.poll_pump(cx, &mut client, &mut backend, &activity)?;
-            let down_done = down.poll_pump(cx, &mut backend, &mut client, &activity)?;
+            let before = up.moved + down.moved;
+            let up_done = up.poll_pump(cx, &mut client, &mut backend)?;
+            let down_done = down.poll_pump(cx, &mut backend, &mut client)?;
+            // One clock read per turn that moved bytes, not one per read.
+            if up.moved + down.moved != before {
+                activity.touch();
+            }
             match (up_done, down_done) {
                 (Poll::Ready(()), Poll::Ready(())) => Poll::Ready(Ok::<(), io::Error>(())),
                 _ => Poll::Pending,
             }
         });
         tokio::select! {
+            biased;
             result = copy => match result {
                 Ok(()) => RelayEnd::Closed,
                 Err(e) => RelayEnd::Error(e),
@@ -205,7 +211,6 @@ impl Pipe {
         cx: &mut Context<'_>,
         reader: &mut R,
         writer: &mut W,
-        activity: &Activity,
     ) -> Poll<io::Result<()>>
     where
         R: AsyncRead + Unpin,
@@ -240,7 +245,6 @@ impl Pipe {
                             }
                             Poll::Ready(Ok(n)) => {
                                 self.moved += n as u64;
-                                activity.touch();
                             }
                         }
                     }
@@ -426,12 +430,8 @@ mod tests {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let activity = Activity {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        };
         let waker = std::task::Waker::noop();
-        pipe.poll_pump(&mut Context::from_waker(waker), reader, writer, &activity)
+        pipe.poll_pump(&mut Context::from_waker(waker), reader, writer)
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ pub async fn run(
     source: SocketAddr,
     set: Arc<str>,
     permit: OwnedSemaphorePermit,
-    mut closing: watch::Receiver<bool>,
+    closing: watch::Receiver<bool>,
 ) {
     let active = track_active(&shared.metrics);
     let start = Instant::now();
@@ -42,7 +42,7 @@ pub async fn run(
             }
             Outcome::PlainHttp
         }
-        _ = closing.wait_for(|c| *c) => {
+        () = super::drain_end(closing) => {
             info!(source = %source, "closed at the end of the shutdown drain");
             Outcome::Error
         }
