@@ -104,6 +104,23 @@ fn dockerfile_passes_hadolint_is_multi_stage_and_non_root() {
         .expect("a USER line");
     assert!(!user.contains(" 0") && !user.contains("root"), "{user}");
     assert!(text.contains("probe"), "the health check uses `probe`");
+
+    // The image ships the `dist` build (thin LTO): the profile exists in the
+    // workspace and the binary installed is the one it built.
+    let profile = text
+        .split_whitespace()
+        .skip_while(|w| *w != "--profile")
+        .nth(1)
+        .expect("cargo build --profile <name>");
+    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();
+    let section = format!("[profile.{profile}]");
+    let declared = manifest.split(&section).nth(1).expect(&section);
+    let declared = declared.split("\n[").next().unwrap();
+    assert!(declared.contains("lto = \"thin\""), "{section}: {declared}");
+    assert!(
+        text.contains(&format!("target/{profile}/hearth-wasm-edge")),
+        "installs the {profile} build"
+    );
 }
 
 #[test]
