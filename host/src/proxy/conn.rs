@@ -410,7 +410,10 @@ async fn read_hello(
     let read = async {
         loop {
             chunk.clear();
-            let n = client.read_buf(&mut chunk).await.map_err(ConnError::HelloIo)?;
+            let n = client
+                .read_buf(&mut chunk)
+                .await
+                .map_err(ConnError::HelloIo)?;
             if n == 0 {
                 return Err(ConnError::Hello(reader.finish()));
             }
@@ -529,10 +532,7 @@ mod tests {
                 Ipv4Addr::new(255, 255, 0, octet),
             ] {
                 assert_eq!(addr_text(IpAddr::V4(v4)), v4.to_string());
-                assert_eq!(
-                    addr_text(IpAddr::V6(v4.to_ipv6_mapped())),
-                    v4.to_string()
-                );
+                assert_eq!(addr_text(IpAddr::V6(v4.to_ipv6_mapped())), v4.to_string());
             }
         }
         for v6 in [Ipv6Addr::LOCALHOST, "2001:db8::1".parse().unwrap()] {
