@@ -107,7 +107,7 @@ fn wit_request<B>(
                 )
             })
             .collect(),
-        source_addr: conn.source.ip().to_canonical().to_string(),
+        source_addr: decide::source_addr(conn.source.ip()),
         source_port: conn.source.port(),
         server_name: conn.sni.clone(),
         route_set: conn.routes.clone(),

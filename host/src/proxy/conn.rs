@@ -13,7 +13,7 @@
 //! `proxy/plain.rs` is the plain-HTTP listener's connection; the shadow
 //! policy is handed the hello in `proxy/shadow.rs`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -445,7 +445,7 @@ fn policy_hello(hello: ClientHello, source: SocketAddr, local: SocketAddr) -> po
     policy::ClientHello {
         server_name: hello.server_name,
         alpn: hello.alpn,
-        source_addr: addr_text(source.ip()),
+        source_addr: decide::source_addr(source.ip()),
         source_port: source.port(),
         local_port: local.port(),
         legacy_version: hello.legacy_version,
@@ -459,29 +459,6 @@ fn policy_hello(hello: ClientHello, source: SocketAddr, local: SocketAddr) -> po
         has_ech: hello.has_ech,
         hello_bytes: hello.hello_bytes,
     }
-}
-
-/// `ip` as the policy's `source_addr`, an IPv4-mapped IPv6 address as IPv4.
-/// IPv4 is written digit by digit: through `fmt` it cost a thousand
-/// instructions per connection.
-fn addr_text(ip: IpAddr) -> String {
-    let IpAddr::V4(v4) = ip.to_canonical() else {
-        return ip.to_string();
-    };
-    let mut text = String::with_capacity(15);
-    for (i, octet) in v4.octets().into_iter().enumerate() {
-        if i > 0 {
-            text.push('.');
-        }
-        if octet >= 100 {
-            text.push(char::from(b'0' + octet / 100));
-        }
-        if octet >= 10 {
-            text.push(char::from(b'0' + octet / 10 % 10));
-        }
-        text.push(char::from(b'0' + octet % 10));
-    }
-    text
 }
 
 /// Checks the decision's backend exists and settles its PROXY choice.
@@ -514,29 +491,4 @@ fn resolve(config: &Config, decision: Decision) -> Result<Action<'_>, PolicyErro
 fn hex_list(values: &[u16]) -> String {
     let hex: Vec<String> = values.iter().map(|v| format!("{v:#06x}")).collect();
     hex.join(",")
-}
-
-#[cfg(test)]
-mod tests {
-    use std::net::{Ipv4Addr, Ipv6Addr};
-
-    use super::*;
-
-    #[test]
-    fn addr_text_is_display_of_the_canonical_address() {
-        for octet in 0..=255u8 {
-            for v4 in [
-                Ipv4Addr::new(octet, 0, 9, 255),
-                Ipv4Addr::new(1, octet, 10, 99),
-                Ipv4Addr::new(100, 20, octet, 7),
-                Ipv4Addr::new(255, 255, 0, octet),
-            ] {
-                assert_eq!(addr_text(IpAddr::V4(v4)), v4.to_string());
-                assert_eq!(addr_text(IpAddr::V6(v4.to_ipv6_mapped())), v4.to_string());
-            }
-        }
-        for v6 in [Ipv6Addr::LOCALHOST, "2001:db8::1".parse().unwrap()] {
-            assert_eq!(addr_text(IpAddr::V6(v6)), v6.to_string());
-        }
-    }
 }
