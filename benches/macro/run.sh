@@ -49,7 +49,9 @@
 # nginx directly, edge, edge B and HAProxy nbthread 1, and the medians of
 # each one's whole-machine CPU per GiB beyond that round's direct download
 # (per-GiB figures move by a tenth between whole runs). AB_ONLY=1 stops
-# after that.
+# after that. POLICY_B=<other .wasm> gives edge B that policy instead of
+# policies/hearth.wasm (EDGE_B may then be the same binary): an A/B of two
+# builds of a policy.
 #
 # FLOOR=1 adds two floor relays to the same alternation (with or without
 # EDGE_B): `floor_relay epoll` and `floor_relay uring`
@@ -274,7 +276,9 @@ PID[edge]=$EDGE_PID
 PORT[edge]=$EDGE_PORT
 if [ -n "$EDGE_B" ]; then
     PORT[edgeB]=$(free_port)
-    sed "s/^listen: .*/listen: \"127.0.0.1:${PORT[edgeB]}\"/" "$WORK/edge.yaml" > "$WORK/edgeB.yaml"
+    sed -e "s/^listen: .*/listen: \"127.0.0.1:${PORT[edgeB]}\"/" \
+        -e "s|^  path: .*|  path: \"${POLICY_B:-$ROOT/policies/hearth.wasm}\"|" \
+        "$WORK/edge.yaml" > "$WORK/edgeB.yaml"
     "$EDGE_B" --config "$WORK/edgeB.yaml" 2> "$WORK/edgeB.log" &
     PID[edgeB]=$!
     PIDS+=($!)
@@ -343,24 +347,40 @@ body=$(curl -sS --max-time 5 --cacert "$CERTS/ca.crt" --resolve "$APEX:$EDGE_POR
 
 # --- A/B: CPU per new connection of two edge binaries (and the floor
 # relays), alternated ---
+
+# The targets in the order round $1 runs them: as given in odd rounds,
+# reversed in even ones, so no target always runs right after the same
+# other one (a fixed order favoured whichever edge ran second by 1-5 %).
+ab_order() {
+    local round=$1; shift
+    if ((round % 2)); then
+        echo "$@"
+    else
+        local out=() i
+        for ((i = $#; i >= 1; i--)); do out+=("${!i}"); done
+        echo "${out[@]}"
+    fi
+}
 if [ -n "$EDGE_B$FLOOR$TFO" ]; then
     declare -A AB_LABEL=([edge]="edge" [edgeB]="edge B" [floor-epoll]="floor relay, epoll"
         [floor-uring]="floor relay, io_uring" [edge-tfo]="edge, fast_open"
         [haproxy1-tfo]="HAProxy nbthread 1, tfo" [haproxy1]="HAProxy nbthread 1")
     AB_ROWS=$WORK/ab.txt
     read -r TFO_ACTIVE0 TFO_PASSIVE0 < <(fast_open_counters)
+    declare -A AB_CELL
     for round in $(seq 1 "$AB_ROUNDS"); do
-        row=""
-        for p in $AB_TARGETS; do
+        for p in $(ab_order "$round" $AB_TARGETS); do
             t0=$(ticks "${PID[$p]}"); u0=$(user_ticks "${PID[$p]}")
             out=$(wrk -t1 -c32 -d "${AB_SECONDS}s" -s "$ROOT/benches/macro/resolve.lua" -H 'Connection: close' \
                 "https://$NAME:${PORT[$p]}/small")
             t1=$(ticks "${PID[$p]}"); u1=$(user_ticks "${PID[$p]}")
             n=$(awk '/ requests in / {print $1}' <<<"$out")
             if grep -q 'Socket errors' <<<"$out"; then echo "A/B: through $p, $(grep 'Socket errors' <<<"$out")" >&2; fi
-            row="$row $(awk -v t=$((t1 - t0)) -v u=$((u1 - u0)) -v n="$n" -v h="$CLK_TCK" -v s="$AB_SECONDS" \
-                'BEGIN { printf "%.2f %.2f %.0f", t / h / n * 1e6, u / h / n * 1e6, n / s }')"
+            AB_CELL[$p]=$(awk -v t=$((t1 - t0)) -v u=$((u1 - u0)) -v n="$n" -v h="$CLK_TCK" -v s="$AB_SECONDS" \
+                'BEGIN { printf "%.2f %.2f %.0f", t / h / n * 1e6, u / h / n * 1e6, n / s }')
         done
+        row=""
+        for p in $AB_TARGETS; do row="$row ${AB_CELL[$p]}"; done
         echo "$row" >> "$AB_ROWS"
         echo "A/B round $round (µs per connection total, user, conn/s for $AB_TARGETS):$row" >&2
     done
@@ -397,12 +417,13 @@ PY
         AB_BULK=$WORK/ab-bulk.txt
         warm_bulk
         for round in $(seq 1 "$AB_BULK_ROUNDS"); do
-            row=""
-            for p in direct $AB_TARGETS; do
+            for p in $(ab_order "$round" direct $AB_TARGETS); do
                 out=$(bulk_download "$p")
                 read -r _ busy <<<"$out"
-                row="$row $(awk -v d="$busy" -v h="$CLK_TCK" -v g="$BULK_GIB" 'BEGIN { printf "%.2f", d / h / g }')"
+                AB_CELL[$p]=$(awk -v d="$busy" -v h="$CLK_TCK" -v g="$BULK_GIB" 'BEGIN { printf "%.2f", d / h / g }')
             done
+            row=""
+            for p in direct $AB_TARGETS; do row="$row ${AB_CELL[$p]}"; done
             echo "$row" >> "$AB_BULK"
             echo "A/B bulk round $round (machine s per GiB, direct $AB_TARGETS):$row" >&2
         done
@@ -462,11 +483,13 @@ wrk_run() { # threads, connections, url host, port, pids ("" for none), extra wr
                              printf "%.2f", v * f }' <<<"$out")
     echo "$rps $reqs $(awk -v d=$((t1 - t0)) -v h="$CLK_TCK" 'BEGIN { printf "%.2f", d / h }') ${p99:-0} ${errs:-none}"
 }
-# Rotate the targets' order between rounds so none always runs first.
+# The targets' order in round $1: rotated every other round so none always
+# runs first, and reversed in even rounds so none always runs right after
+# the same other one (see ab_order).
 order() {
     local list=(direct $PROXIES) n i
     n=${#list[@]}
-    for i in $(seq 0 $((n - 1))); do printf '%s ' "${list[$(((i + $1) % n))]}"; done
+    ab_order "$1" $(for i in $(seq 0 $((n - 1))); do printf '%s ' "${list[$(((i + ($1 - 1) / 2) % n))]}"; done)
 }
 declare -A CPS CPS_CPU CPS_N CPS_P99 KA KA_CPU KA_N ERRS
 for setup in $SETUPS; do
@@ -556,7 +579,7 @@ done
 declare -A TERM_CPS TERM_CPU TERM_N
 for p in edge nginx; do TERM_CPS[$p]=0 TERM_CPU[$p]=0 TERM_N[$p]=0; done
 for round in $(seq 1 "$ROUNDS"); do
-    for p in edge nginx; do
+    for p in $(ab_order "$round" edge nginx); do
         if [ "$p" = edge ]; then port=$EDGE_PORT pids=$EDGE_PID
         else port=$NGINX_TERM_PORT pids="$(pgrep -P "$NGINX_TERM_PID" | tr '\n' ' ')$NGINX_TERM_PID"; fi
         read -r rps n cpu _ _ < <(wrk_run 1 32 "$APEX" "$port" "$pids" -H 'Connection: close')
