@@ -243,7 +243,7 @@ impl HandlerRuntime {
         let fail = |e: wasmtime::Error| HandlerLoadError {
             message: format!("handler runtime: {}", one_line(&e)),
         };
-        let engine = Engine::new(&engine_config()).map_err(fail)?;
+        let engine = handler_engine().map_err(fail)?;
         let mut linker = Linker::<HandlerState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(fail)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(fail)?;
@@ -341,10 +341,11 @@ impl HandlerRuntime {
     }
 }
 
-/// Epoch interruption and a pool of [`POOL_INSTANCES`] instances (async
-/// calls are always on in this wasmtime).
-fn engine_config() -> wasmtime::Config {
-    crate::runtime::pooled_config(POOL_INSTANCES, MAX_HANDLER_MEMORY, |pool| {
+/// Epoch interruption and a pool of [`POOL_INSTANCES`] instances, or
+/// instances on demand where the pool cannot be reserved (async calls are
+/// always on in this wasmtime).
+fn handler_engine() -> Result<Engine, wasmtime::Error> {
+    crate::runtime::engine("handler", POOL_INSTANCES, MAX_HANDLER_MEMORY, |pool| {
         pool.total_stacks(POOL_INSTANCES);
     })
 }

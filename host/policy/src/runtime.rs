@@ -159,7 +159,7 @@ impl Runtime {
         if options.epoch_tick.is_zero() {
             return Err(LoadError::Runtime("epoch_tick must be positive".into()));
         }
-        let engine = Engine::new(&engine_config()).map_err(runtime_error)?;
+        let engine = policy_engine().map_err(runtime_error)?;
         let mut linker = Linker::<StoreState>::new(&engine);
         crate::wasi::add_to_linker(&mut linker).map_err(runtime_error)?;
         // The `http-policy` world imports what `policy` does: one set of
@@ -318,16 +318,62 @@ impl Runtime {
     }
 }
 
-/// The engine settings: component model, epoch interruption, pooling.
-fn engine_config() -> Config {
-    pooled_config(POOL_INSTANCES, MAX_POLICY_MEMORY, |_| {})
+/// The policy engine: component model, epoch interruption, pooling.
+fn policy_engine() -> Result<Engine, wasmtime::Error> {
+    engine("policy", POOL_INSTANCES, MAX_POLICY_MEMORY, |_| {})
+}
+
+/// An engine whose instances come from a pool reserved up front
+/// ([`pooled_config`]) or, where that address space cannot be reserved (the
+/// pool asks for terabytes of it; `ulimit -v`, systemd's `LimitAS=`, some
+/// container and VPS limits, valgrind refuse), one that allocates each
+/// instance when it starts ([`on_demand_config`]), with one warning naming
+/// why. Shared by the policy and handler engines; `what` names which.
+pub(crate) fn engine(
+    what: &str,
+    instances: u32,
+    max_memory: u64,
+    more: impl FnOnce(&mut PoolingAllocationConfig),
+) -> Result<Engine, wasmtime::Error> {
+    let pooled = match Engine::new(&pooled_config(instances, max_memory, more)) {
+        Ok(engine) => return Ok(engine),
+        Err(e) => one_line(&e),
+    };
+    let engine = Engine::new(&on_demand_config())
+        .map_err(|e| e.context(format!("the {what} instance pool failed too: {pooled}")))?;
+    tracing::warn!(
+        "{what} instances are allocated on demand: the instance pool cannot reserve its \
+         address space ({pooled}); memory accesses are bounds-checked instead (calls \
+         ≈10 % slower)"
+    );
+    Ok(engine)
+}
+
+/// What [`on_demand_config`] reserves per linear memory: room to grow to
+/// the default `max_memory` in place, more by moving.
+const ON_DEMAND_RESERVATION: u64 = 64 << 20;
+
+/// Component model, epoch interruption, and instances allocated one by one,
+/// each memory reserving [`ON_DEMAND_RESERVATION`] bytes (plus as much for
+/// growth and a small guard) instead of the pool's gigabytes, so compiled
+/// code checks bounds explicitly.
+fn on_demand_config() -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::OnDemand)
+        .memory_reservation(ON_DEMAND_RESERVATION)
+        .memory_reservation_for_growth(ON_DEMAND_RESERVATION)
+        .memory_guard_size(64 << 10);
+    config
 }
 
 /// Component model, epoch interruption, and a pool of `instances`
 /// component instances of up to `max_memory` bytes each (room for each
 /// one's shims: 8 core instances, 2 memories, 4 tables); `more` adjusts the
-/// pool further. Shared by the policy and handler engines.
-pub(crate) fn pooled_config(
+/// pool further.
+fn pooled_config(
     instances: u32,
     max_memory: u64,
     more: impl FnOnce(&mut PoolingAllocationConfig),

@@ -3,9 +3,11 @@
 //! Matrix homeservers over HTTPS with a test CA and a stand-in LiveKit
 //! (`tests/peers/matrix_livekit.py`), through a real curl; and the test
 //! guest `http-probe` (wstd) trapping, spinning, hogging memory and
-//! reaching out where it may not, each costing one request.
+//! reaching out where it may not, each costing one request; and both
+//! engines under an address-space limit, with instances on demand.
 
-use std::net::SocketAddr;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -15,9 +17,11 @@ use sha2::{Digest, Sha256};
 use hearth_edge_policy::guests::{HTTP_PROBE, guest};
 
 use crate::support::edge::{EDGE_BIN, Edge, EdgeBuilder};
+use crate::support::hello::rustls_hello;
 use crate::support::process::{Peer, START_TIMEOUT, TempDir, ToolOutput, require_binary};
+use crate::support::recorder::{Mode, Recorder};
 use crate::support::tls::{curl_edge, response_header as header, status};
-use crate::support::{APEX_NAME, STEP_TIMEOUT, poll_until, repo_root};
+use crate::support::{APEX_NAME, STEP_TIMEOUT, TURN_NAME, poll_until, repo_root};
 
 const LK_KEY: &str = "lk-api-key";
 const LK_SECRET: &str = "lk-secret-0123456789abcdef0123456789";
@@ -465,6 +469,67 @@ fn probe_handler(name: &str, limits: &str, outbound: &str) -> String {
 
 const PROBE_ROUTE: &str = "      - { path_prefix: /p, handler: probe, strip_prefix: true }\n";
 
+/// `RLIMIT_AS` for the test below: far below what the instance pools
+/// reserve (terabytes), ample for everything else.
+const ADDRESS_SPACE_LIMIT: u64 = 4 << 30;
+
+#[test]
+fn under_an_address_space_limit_instances_are_allocated_on_demand() {
+    let backend = Recorder::start(Mode::Record);
+    let edge = handler_builder(
+        &probe_yaml(
+            "max_memory: 16MiB, request_timeout: 1s",
+            "\"https://*:443\"",
+        ),
+        PROBE_ROUTE,
+    )
+    .backend("turn", backend.addr)
+    .address_space_limit(ADDRESS_SPACE_LIMIT)
+    .admin()
+    .start();
+    // One warning per engine, naming why.
+    for what in ["policy", "handler"] {
+        edge.expect_log(
+            &[
+                &format!("{what} instances are allocated on demand"),
+                "cannot reserve its address space",
+            ],
+            STEP_TIMEOUT,
+        );
+    }
+    // The policy decides: a hello for the TURN name is passed through whole.
+    let hello = rustls_hello(TURN_NAME);
+    let mut sock = TcpStream::connect(edge.addr).unwrap();
+    sock.write_all(&hello).unwrap();
+    assert_eq!(
+        backend.wait_received(0, hello.len(), STEP_TIMEOUT),
+        Some(hello)
+    );
+    // A handler answers, and its limits still cost one request each.
+    let out = curl_edge(edge.addr, APEX_NAME, "/p/hello", &[]);
+    assert_eq!(status(&out), Some(200), "{}", out.stderr);
+    each_costs_one_request(
+        &edge,
+        &[("/p/hog", 500, "memory"), ("/p/spin", 504, "timeout")],
+    );
+}
+
+/// Asks the `probe` handler for each `(path, status, failure kind)`: the
+/// answer has that status, the failure is counted once under that kind, and
+/// the next request is served.
+fn each_costs_one_request(edge: &Edge, failures: &[(&str, u16, &str)]) {
+    let get = |path: &str| curl_edge(edge.addr, APEX_NAME, path, &[]);
+    for &(path, want, kind) in failures {
+        let out = get(path);
+        assert_eq!(status(&out), Some(want), "{path}: {}", out.stderr);
+        let counted = edge.metric(&format!(
+            "hearth_edge_handler_failures_total{{handler=\"probe\",kind=\"{kind}\"}}"
+        ));
+        assert_eq!(counted, Some(1.0), "{path}");
+        assert_eq!(status(&get("/p/hello")), Some(200), "after {path}");
+    }
+}
+
 #[test]
 fn a_misbehaving_handler_costs_one_request() {
     let edge = handler_edge(
@@ -489,21 +554,15 @@ fn a_misbehaving_handler_costs_one_request() {
         "{}",
         out.stdout
     );
-    for (path, want, kind) in [
-        ("/p/trap", 500, "trap"),
-        ("/p/spin", 504, "timeout"),
-        ("/p/hog", 500, "memory"),
-        ("/p/no-answer", 500, "no_answer"),
-    ] {
-        let out = get(path);
-        assert_eq!(status(&out), Some(want), "{path}: {}", out.stderr);
-        let counted = edge.metric(&format!(
-            "hearth_edge_handler_failures_total{{handler=\"probe\",kind=\"{kind}\"}}"
-        ));
-        assert_eq!(counted, Some(1.0), "{path}");
-        // The next request is served.
-        assert_eq!(status(&get("/p/hello")), Some(200), "after {path}");
-    }
+    each_costs_one_request(
+        &edge,
+        &[
+            ("/p/trap", 500, "trap"),
+            ("/p/spin", 504, "timeout"),
+            ("/p/hog", 500, "memory"),
+            ("/p/no-answer", 500, "no_answer"),
+        ],
+    );
     assert!(
         edge.logs().count("http-probe was asked to trap") >= 1,
         "the panic message is logged"

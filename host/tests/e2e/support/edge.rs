@@ -34,6 +34,8 @@ pub struct EdgeBuilder {
     env: Vec<(String, String)>,
     /// Replaces the default `tls:` section (the edge's test certificate).
     tls_yaml: Option<String>,
+    /// `RLIMIT_AS` of the edge process, in bytes (`ulimit -v`).
+    address_space: Option<u64>,
 }
 
 /// A running edge; killed on drop.
@@ -47,6 +49,27 @@ pub struct Edge {
     /// The config file it was started with.
     pub config_path: PathBuf,
     _dir: TempDir,
+}
+
+/// Sets `RLIMIT_AS` to `bytes` in the child before it runs.
+fn limit_address_space(command: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    let limit = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: bytes,
+    };
+    // SAFETY: between fork and exec the closure only calls setrlimit, which
+    // is async-signal-safe, on a struct it owns.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
 }
 
 // === impl EdgeBuilder ===
@@ -79,7 +102,15 @@ impl EdgeBuilder {
             log_capture: None,
             env: Vec::new(),
             tls_yaml: None,
+            address_space: None,
         }
+    }
+
+    /// Runs the edge with at most `bytes` of address space (`RLIMIT_AS`,
+    /// what `ulimit -v` and systemd's `LimitAS=` set).
+    pub fn address_space_limit(mut self, bytes: u64) -> EdgeBuilder {
+        self.address_space = Some(bytes);
+        self
     }
 
     /// Sets a `policy:` key other than `path` and `config` (e.g. `on_error`,
@@ -256,6 +287,9 @@ impl EdgeBuilder {
             command.arg("--config").arg(&config_path);
             command.env("NO_COLOR", "1").env_remove("RUST_LOG");
             command.envs(self.env.iter().map(|(k, v)| (k, v)));
+            if let Some(bytes) = self.address_space {
+                limit_address_space(&mut command, bytes);
+            }
             let mut peer = Peer::spawn("edge", command);
             let listening = peer.wait_listening(addr.port()).and_then(|()| match admin {
                 Some(admin) => peer.wait_listening(admin.port()),
