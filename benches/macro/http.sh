@@ -30,29 +30,16 @@ EDGE_BIN=${EDGE_BIN:-$ROOT/target/release/hearth-wasm-edge}
 PYTHON=/usr/bin/python3
 CERTS=$ROOT/tests/peers/certs
 
-need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || { echo "missing '$1': apt-get install $2" >&2; exit 1; }; }
+# need, free_port, wait_port
+. "$ROOT/benches/macro/common.sh"
 need nginx nginx; need wrk wrk; need curl curl
 [ -x "$PYTHON" ] || { echo "missing $PYTHON: apt-get install python3" >&2; exit 1; }
 [ -x "$EDGE_BIN" ] || cargo build --release -p hearth-wasm-edge
 
 WORK=$(mktemp -d /tmp/hearth-bench-http.XXXXXX)
 PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap stop_all EXIT
 
-free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# Waits (bounded: 15 s) until something accepts on 127.0.0.1:$1.
-wait_port() {
-    for _ in $(seq 1 300); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "nothing listening on $1" >&2; exit 1
-}
 # "<user ticks> <system ticks>" of a process.
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 # "<user> <system>" CPU ticks of a process and its children (nginx's workers).

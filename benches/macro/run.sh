@@ -95,7 +95,8 @@ IDLE_WAKE_SECONDS=${IDLE_WAKE_SECONDS:-5}  # how long each idle proxy's wake-ups
 PYTHON=/usr/bin/python3        # Debian's, stdlib only
 CERTS=$ROOT/tests/peers/certs
 
-need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || { echo "missing '$1': apt-get install $2" >&2; exit 1; }; }
+# need, free_port, wait_port
+. "$ROOT/benches/macro/common.sh"
 need nginx nginx; need haproxy haproxy; need wrk wrk; need curl curl; need strace strace
 [ -x "$PYTHON" ] || { echo "missing $PYTHON: apt-get install python3" >&2; exit 1; }
 [ -x "$EDGE_BIN" ] || cargo build --release -p hearth-wasm-edge
@@ -108,9 +109,7 @@ PIDS=()
 TFO_SYSCTL=/proc/sys/net/ipv4/tcp_fastopen
 TFO_BEFORE=$(cat "$TFO_SYSCTL")
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
+    stop_all
     [ -z "$TFO" ] || echo "$TFO_BEFORE" > "$TFO_SYSCTL"
 }
 trap cleanup EXIT
@@ -121,15 +120,6 @@ fast_open_counters() { # SYNs with data sent and accepted, machine-wide
         END { print v["TCPFastOpenActive"] + 0, v["TCPFastOpenPassive"] + 0 }' /proc/net/netstat
 }
 
-free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# Waits (bounded: 15 s) until something accepts on 127.0.0.1:$1.
-wait_port() {
-    for _ in $(seq 1 300); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "nothing listening on $1" >&2; exit 1
-}
 ticks() { # summed utime+stime of the given pids
     local sum=0 p
     for p in "$@"; do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
@@ -248,23 +238,7 @@ declare -A PID PORT
 start_haproxy() { # name, nbthread line[, server options]
     local name=$1 threads=$2 server=${3:-} port
     port=$(free_port)
-    cat > "$WORK/$name.cfg" <<CONF
-global
-    $threads
-    maxconn 8000
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-frontend tls_in
-    bind 127.0.0.1:$port
-    tcp-request inspect-delay 5s
-    tcp-request content accept if { req.ssl_hello_type 1 }
-    use_backend turn if { req.ssl_sni -i $NAME }
-backend turn
-    server nginx 127.0.0.1:$NGINX_PORT $server
-CONF
+    haproxy_config "$port" "$threads" "$NGINX_PORT" "$server" > "$WORK/$name.cfg"
     haproxy -f "$WORK/$name.cfg" -db 2> "$WORK/$name.log" &
     PID[$name]=$!
     PIDS+=($!)
