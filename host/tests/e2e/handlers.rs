@@ -14,7 +14,7 @@ use std::process::Command;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use hearth_edge_policy::guests::{HTTP_PROBE, guest};
+use hearth_edge_policy::guests::{HOG, HTTP_PROBE, guest};
 
 use crate::support::edge::{EDGE_BIN, Edge, EdgeBuilder};
 use crate::support::hello::rustls_hello;
@@ -512,6 +512,24 @@ fn under_an_address_space_limit_instances_are_allocated_on_demand() {
         &edge,
         &[("/p/hog", 500, "memory"), ("/p/spin", 504, "timeout")],
     );
+
+    // A policy's `max_memory` holds too: the hog guest is stopped on its
+    // fault name, and the next hello is routed.
+    let ok = Recorder::start(Mode::Record);
+    let edge = EdgeBuilder::with_policy(&guest(HOG))
+        .policy_yaml("on_error", "reject")
+        .policy_yaml("limits", "{ max_memory: 2MiB, max_time: 200ms }")
+        .backend("ok", ok.addr)
+        .address_space_limit(ADDRESS_SPACE_LIMIT)
+        .start();
+    edge.expect_log(&["policy instances are allocated on demand"], STEP_TIMEOUT);
+    let mut sock = TcpStream::connect(edge.addr).unwrap();
+    sock.write_all(&rustls_hello("hog.test")).unwrap();
+    edge.expect_log(&["policy failed", "kind=memory"], STEP_TIMEOUT);
+    let hello = rustls_hello("ok.test");
+    let mut sock = TcpStream::connect(edge.addr).unwrap();
+    sock.write_all(&hello).unwrap();
+    assert_eq!(ok.wait_received(0, hello.len(), STEP_TIMEOUT), Some(hello));
 }
 
 /// Asks the `probe` handler for each `(path, status, failure kind)`: the
